@@ -1,0 +1,65 @@
+"""airlock: express side effects anywhere; control whether and when they escape.
+
+Domain code says what should happen with :func:`enqueue`; the unit of work that
+owns it (a request, a task, a command, a test) opens a :func:`scope` and decides
+when and whether those effects escape.
+"""
+
+from ._config import configure, get_configuration, reset_configuration
+from ._context import _check_greenlet, carry_context, get_current_scope, policy
+from ._enqueue import enqueue
+from ._errors import (
+    AirlockError,
+    DispatchError,
+    NoScopeError,
+    PolicyEnqueueError,
+    PolicyViolation,
+    ScopeStateError,
+    UsageError,
+)
+from ._intent import Intent
+from ._policies import (
+    AllowAll,
+    AssertNoEffects,
+    BlockTasks,
+    CoalesceDuplicates,
+    DropAll,
+    LogOnFlush,
+    Policy,
+    PolicyProtocol,
+)
+from ._scope import Scope, scope, scoped
+
+__all__ = [
+    "AirlockError",
+    "AllowAll",
+    "AssertNoEffects",
+    "BlockTasks",
+    "CoalesceDuplicates",
+    "DispatchError",
+    "DropAll",
+    "Intent",
+    "LogOnFlush",
+    "NoScopeError",
+    "Policy",
+    "PolicyEnqueueError",
+    "PolicyProtocol",
+    "PolicyViolation",
+    "Scope",
+    "ScopeStateError",
+    "UsageError",
+    "carry_context",
+    "configure",
+    "enqueue",
+    "get_configuration",
+    "get_current_scope",
+    "policy",
+    "reset_configuration",
+    "scope",
+    "scoped",
+]
+
+__version__ = "0.2.0"
+
+_check_greenlet()
+del _check_greenlet
