@@ -38,6 +38,7 @@ class _Judging:
     """
 
     __slots__ = ("scope",)
+    _origin = None
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope

@@ -41,6 +41,8 @@ def enqueue(
         )
     if _dispatch_options is not None:
         _dispatch_options = dict(_dispatch_options)
+    if _origin is None:
+        _origin = scope._origin
     intent = _new_intent(task, args, kwargs, _name, _origin, _dispatch_options, local_policies.get())
     scope._add(intent)
     return intent

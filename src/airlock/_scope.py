@@ -67,6 +67,7 @@ class Scope:
     __slots__ = (
         "_policy",
         "_executor",
+        "_origin",
         "_state",
         "_async",
         "_parent",
@@ -84,6 +85,7 @@ class Scope:
         policy: PolicyProtocol | None = None,
         *,
         executor: Callable[[Intent], Any] | None = None,
+        origin: str | None = None,
     ) -> None:
         if policy is None or executor is None:
             config = _config.current()
@@ -97,6 +99,7 @@ class Scope:
             raise TypeError(f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}")
         self._policy = policy
         self._executor = executor
+        self._origin = origin
         self._state = _NEW
         self._async = False
         self._parent: Scope | None = None
@@ -120,6 +123,11 @@ class Scope:
     def executor(self) -> Callable[[Intent], Any]:
         """The executor that runs the intents this scope dispatches."""
         return self._executor
+
+    @property
+    def origin(self) -> str | None:
+        """Where this unit of work comes from (request path, task name); inherited from the parent."""
+        return self._origin
 
     @property
     def parent(self) -> Scope | None:
@@ -255,6 +263,8 @@ class Scope:
             raise UsageError("cannot open an airlock scope inside a policy callback")
         if parent is not None:
             self._parent = parent
+            if self._origin is None:
+                self._origin = parent._origin
             inherited = parent._checks
             if inherited:
                 own = self._own_checks
