@@ -1,0 +1,331 @@
+"""The pytest plugin, run for real on generated test files with ``pytester``.
+
+Nothing here loads the plugin by hand: the inner runs see it only through the
+``pytest11`` entry point of the installed distribution.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = []  # pytester comes from tests/testing/conftest.py
+
+TASKS = """
+import airlock
+
+ran = []
+
+
+def send_email(*args, **kwargs):
+    ran.append(("send_email", args))
+
+
+async def deliver(*args):
+    ran.append(("deliver", args))
+"""
+
+
+@pytest.fixture
+def tasks_module(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(tasks=TASKS)
+    pytester.syspathinsert()
+
+
+def test_entry_point_registers_option_and_marker(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(["*--airlock-policy=POLICY*"])
+    result = pytester.runpytest_subprocess("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.airlock(policy=DropAll(), **scope_kwargs)*"])
+
+
+def test_fixture_captures_and_nothing_escapes(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import airlock
+        from airlock.testing import assert_enqueued
+        from tasks import ran, send_email
+
+        def test_enqueue(airlock_scope):
+            assert isinstance(airlock_scope.policy, airlock.DropAll)
+            assert airlock.get_current_scope() is airlock_scope
+            airlock.enqueue(send_email, 42, force=True)
+            with airlock.scope():  # a nested unit of work flushes into the test scope
+                airlock.enqueue(send_email, 43)
+            assert [(i.name, i.args) for i in airlock_scope.intents] == [("send_email", (42,)), ("send_email", (43,))]
+            assert [i.args for i in airlock_scope.captured_intents] == [(43,)]
+            assert_enqueued(airlock_scope, send_email, 42, force=True)
+
+        def test_nothing_escaped_and_scope_is_gone():
+            assert ran == []
+            assert airlock.get_current_scope() is None
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
+def test_failure_report_lists_the_intents(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import airlock
+        from tasks import send_email
+
+        def test_fails(airlock_scope):
+            airlock.enqueue(send_email, 42, force=True)
+            airlock.enqueue(send_email, "x", _origin="POST /checkout")
+            assert len(airlock_scope.intents) == 1
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- Captured airlock intents -*",
+            "<Scope active policy=DropAll() intents=2> held 2 intent(s):",
+            "  #1 send_email(42, force=True)",
+            "  #2 send_email('x')  [origin: POST /checkout]",
+        ]
+    )
+
+
+def test_failing_assert_enqueued_shows_the_diff(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import airlock
+        from airlock.testing import assert_enqueued
+        from tasks import send_email
+
+        def test_fails(airlock_scope):
+            airlock.enqueue(send_email, 41)
+            assert_enqueued(airlock_scope, send_email, 42)
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["E * send_email(42) was not enqueued; 1 intent(s) were:", "E *- send_email(42)    (expected)",
+         "E *+ send_email(41)    (#1, same task, different arguments)"]
+    )
+
+
+def test_marker_chooses_the_policy(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import ran, send_email
+
+        @pytest.mark.airlock(policy=airlock.AssertNoEffects())
+        def test_pure_instance():
+            with pytest.raises(airlock.PolicyViolation, match="send_email was enqueued"):
+                airlock.enqueue(send_email, 1)
+
+        @pytest.mark.airlock(policy="assert-no-effects")
+        def test_pure_by_name():
+            with airlock.scope():  # the test scope's policy judges nested scopes too
+                with pytest.raises(airlock.PolicyViolation):
+                    airlock.enqueue(send_email, 2)
+
+        @pytest.mark.airlock
+        def test_bare_marker_is_drop_all():
+            assert isinstance(airlock.get_current_scope().policy, airlock.DropAll)
+            airlock.enqueue(send_email, 3)
+
+        @pytest.mark.airlock(airlock.AllowAll(), origin="test-origin")
+        def test_allow_all_dispatches_after_the_test(airlock_scope):
+            airlock.enqueue(send_email, 4)
+            assert airlock_scope.intents[0].origin == "test-origin"
+            assert ran == []
+
+        def test_only_the_allowed_one_ran():
+            assert ran == [("send_email", (4,))]
+
+        @pytest.mark.airlock(policy=None)
+        def test_opted_out():
+            with pytest.raises(airlock.NoScopeError):
+                airlock.enqueue(send_email, 5)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+
+
+def test_a_failing_test_discards_instead_of_flushing(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import ran, send_email
+
+        @pytest.mark.airlock(policy="allow-all")
+        def test_fails():
+            airlock.enqueue(send_email, 1)
+            raise RuntimeError("boom")
+
+        def test_nothing_ran():
+            assert ran == []
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_global_policy_applies_to_every_test(pytester: pytest.Pytester, tasks_module: None, how: str) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import send_email
+
+        def test_effect_is_refused():
+            airlock.enqueue(send_email, 1)
+
+        def test_pure():
+            assert isinstance(airlock.get_current_scope().policy, airlock.AssertNoEffects)
+
+        def test_fixture_still_captures(airlock_scope):
+            airlock.enqueue(send_email, 2)
+            assert isinstance(airlock_scope.policy, airlock.DropAll)
+            assert len(airlock_scope.intents) == 1
+
+        @pytest.mark.airlock(policy="drop-all")
+        def test_marker_wins():
+            airlock.enqueue(send_email, 3)
+        """
+    )
+    if how == "ini":
+        pytester.makeini("[pytest]\nairlock_policy = assert-no-effects\n")
+        result = pytester.runpytest()
+    else:
+        pytester.makeini("[pytest]\nairlock_policy = drop-all\n")  # the option beats the ini
+        result = pytester.runpytest("--airlock-policy=assert-no-effects")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*PolicyViolation: AssertNoEffects: send_email was enqueued (send_email(1))*"])
+
+
+def test_global_policy_from_a_dotted_path(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        mypolicies="""
+        import airlock
+
+        class OnlyEmails(airlock.Policy):
+            def allows(self, intent):
+                return intent.name == "send_email"
+
+        def make_blocker():
+            return airlock.BlockTasks({"send_email"})
+
+        shared = airlock.DropAll()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import airlock
+
+        def test_policy():
+            policy = airlock.get_current_scope().policy
+            print("POLICY", type(policy).__name__)
+        """
+    )
+    for spec, expected in [
+        ("mypolicies.OnlyEmails", "OnlyEmails"),
+        ("mypolicies:make_blocker", "BlockTasks"),
+        ("mypolicies.shared", "DropAll"),
+    ]:
+        result = pytester.runpytest("-s", f"--airlock-policy={spec}")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"*POLICY {expected}*"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no-such-policy", "*'no-such-policy' is neither one of drop-all, assert-no-effects, allow-all nor a dotted path*"),
+        ("nomodule.Policy", "*cannot import the policy 'nomodule.Policy'*"),
+        ("os.sep", "*'os.sep' is '/', not a policy, policy class or factory*"),
+        ("collections:OrderedDict", "*needs a policy (an object with on_enqueue() and allows())*"),
+    ],
+)
+def test_bad_global_policy_is_a_usage_error(pytester: pytest.Pytester, spec: str, message: str) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(f"--airlock-policy={spec}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_markers_are_named(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+
+        @pytest.mark.airlock(policy=airlock.DropAll)
+        def test_class_not_instance():
+            pass
+
+        @pytest.mark.airlock(policy=None)
+        def test_fixture_and_opt_out(airlock_scope):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*needs a policy instance, got the class DropAll; write DropAll()*",
+            "*uses the airlock_scope fixture but its airlock marker says policy=None*",
+        ]
+    )
+
+
+def test_async_tests_can_enqueue_coroutine_tasks(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import deliver, ran
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        async def test_capture_coroutine_task(airlock_scope):
+            airlock.enqueue(deliver, 1)
+            assert [i.name for i in airlock_scope.intents] == ["deliver"]
+
+        @pytest.mark.airlock(policy="allow-all")
+        async def test_dispatch_coroutine_task():
+            airlock.enqueue(deliver, 2)
+
+        def test_only_the_allowed_one_was_awaited():
+            assert ran == [("deliver", (2,))]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=3)
+
+
+def test_no_marker_no_option_means_no_scope(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import send_email
+
+        def test_plain():
+            assert airlock.get_current_scope() is None
+            with pytest.raises(airlock.NoScopeError):
+                airlock.enqueue(send_email, 1)
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_uses_fixture(airlock_scope): pass")
+    result = pytester.runpytest("-p", "no:airlock")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'airlock_scope' not found*"])
