@@ -99,7 +99,7 @@ class Scope:
         config = _config._snapshot
         if policy is None:
             policy = config.policy
-        elif not hasattr(policy, "allows"):
+        elif isinstance(policy, type) or not hasattr(policy, "allows"):
             _config._check_policy(policy, f"{type(self).__name__}(policy=...)")
         if executor is None:
             executor = config.executor
@@ -297,6 +297,11 @@ class Scope:
             self._parent = parent  # type: ignore[assignment]
             if self._origin is None:
                 self._origin = parent._origin
+            if parent._async:
+                # Its intents are captured by an async ancestor by default, which
+                # can await coroutine tasks; a sync flush that would have to run
+                # one itself reports it as a failure instead of dropping it.
+                self._async = True
         if self._origin is not None:
             self._shared_meta = _Meta(origin=self._origin)
         self._token = _set_current(self)
