@@ -39,6 +39,7 @@ class _Judging:
 
     __slots__ = ("scope",)
     _state = 99  # beyond every real state: ``enqueue`` takes its refusal path
+    _async = False
     _origin = None
     _shared_meta = None
 
