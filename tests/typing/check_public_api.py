@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, assert_type
+from typing import Any, Literal, assert_type
 
 import airlock
 from airlock import Intent, Scope
@@ -133,9 +133,28 @@ try:
 except airlock.DispatchError as error:
     for failed_intent, exception in error.failures:
         assert_type(failed_intent, Intent)
-        assert_type(exception, BaseException)
+        assert_type(exception, Exception)
 except airlock.AirlockError:
     pass
+
+# Observers.
+class Counter:
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_scope_end(self, event: airlock.ScopeEndEvent) -> None:
+        assert_type(event.outcome, Literal["flushed", "discarded"])
+        assert_type(event.dispatched, tuple[Intent, ...])
+        self.ended += 1
+
+    def on_dispatch(self, event: airlock.DispatchEvent) -> None:
+        assert_type(event.duration, float)
+        assert_type(event.scope_id, int)
+
+
+counter = Counter()
+airlock.add_observer(counter)
+airlock.remove_observer(counter)
 
 # Threads.
 wrapped = airlock.carry_context(handle)
