@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = []  # pytester comes from tests/testing/conftest.py
-
 TASKS = """
 import airlock
 
@@ -23,6 +21,15 @@ def send_email(*args, **kwargs):
 async def deliver(*args):
     ran.append(("deliver", args))
 """
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_without_the_outer_django(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The outer session may run with pytest-django configured (the ini's
+    # DJANGO_SETTINGS_MODULE lands in the environment); the generated test
+    # files here are plain pytest and must not inherit it.
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:django")
 
 
 @pytest.fixture
