@@ -24,10 +24,11 @@ async def deliver(*args):
 
 
 @pytest.fixture(autouse=True)
-def _inner_runs_without_the_outer_django(monkeypatch: pytest.MonkeyPatch) -> None:
+def _inner_runs_without_the_outer_django(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # The outer session may run with pytest-django configured (the ini's
     # DJANGO_SETTINGS_MODULE lands in the environment); the generated test
-    # files here are plain pytest and must not inherit it.
+    # files here are plain pytest and must not inherit it. (Set after the
+    # pytester fixture, which clears PYTEST_ADDOPTS when it starts.)
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:django")
 
