@@ -337,3 +337,17 @@ def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:airlock")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'airlock_scope' not found*"])
+
+
+def test_option_none_overrides_the_ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nairlock_policy = assert-no-effects\n")
+    pytester.makepyfile(
+        """
+        import airlock
+
+        def test_no_scope():
+            assert airlock.get_current_scope() is None
+        """
+    )
+    pytester.runpytest("--airlock-policy=none").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(failed=1)
