@@ -91,6 +91,8 @@ class Scope:
             config = _config.current()
             if policy is None:
                 policy = config.policy
+            else:
+                _config._check_policy(policy, f"{type(self).__name__}(policy=...)")
             if executor is None:
                 executor = config.executor
         else:
