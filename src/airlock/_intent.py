@@ -7,7 +7,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._policies import Policy
+    from ._policies import PolicyProtocol
 
 __all__ = ["Intent", "task_name"]
 
@@ -64,7 +64,7 @@ class Intent:
     _kwargs: dict[str, Any]
     _origin: str | None
     _dispatch_options: dict[str, Any] | None
-    _local_policies: tuple[Policy, ...]
+    _local_policies: tuple[PolicyProtocol, ...]
     _name: str | None
     _conditions: tuple[Callable[[], bool], ...]
 
@@ -79,7 +79,7 @@ class Intent:
         name: str | None = None,
         origin: str | None = None,
         dispatch_options: Mapping[str, Any] | None = None,
-        local_policies: tuple[Policy, ...] = (),
+        local_policies: tuple[PolicyProtocol, ...] = (),
     ) -> None:
         self._task = task
         self._args = tuple(args)
@@ -101,7 +101,7 @@ class Intent:
     dispatch_options: dict[str, Any] | None = _read_only(
         "_dispatch_options", "Backend options for the executor (queue, countdown...)."
     )
-    local_policies: tuple[Policy, ...] = _read_only(
+    local_policies: tuple[PolicyProtocol, ...] = _read_only(
         "_local_policies", "The ``airlock.policy()`` stack active at enqueue, outermost first."
     )
 
@@ -153,7 +153,7 @@ def _new_intent(
     name: str | None,
     origin: str | None,
     dispatch_options: dict[str, Any] | None,
-    local_policies: tuple[Policy, ...],
+    local_policies: tuple[PolicyProtocol, ...],
 ) -> Intent:
     """The hot-path constructor used by ``enqueue``.
 

@@ -213,7 +213,7 @@ class Scope:
         transaction commits).
         """
         executor = self._executor
-        failures: list[tuple[Intent, BaseException]] = []
+        failures: list[tuple[Intent, Exception]] = []
         for intent in intents:
             try:
                 result = executor(intent)
@@ -231,7 +231,7 @@ class Scope:
     async def _adispatch_all(self, intents: list[Intent]) -> None:
         """Async twin of :meth:`_dispatch_all`: awaitables are awaited in FIFO order."""
         executor = self._executor
-        failures: list[tuple[Intent, BaseException]] = []
+        failures: list[tuple[Intent, Exception]] = []
         for intent in intents:
             try:
                 result = executor(intent)
@@ -242,7 +242,7 @@ class Scope:
         if failures:
             self._raise_failures(failures)
 
-    def _raise_failures(self, failures: list[tuple[Intent, BaseException]]) -> None:
+    def _raise_failures(self, failures: list[tuple[Intent, Exception]]) -> None:
         for intent, exc in failures:
             logger.error(
                 "airlock: dispatch of %s failed: %r",
@@ -510,10 +510,6 @@ def scoped(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def scoped(
     policy: PolicyProtocol | None = None, /, *, _cls: type[Scope] | None = None, **scope_kwargs: Any
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-@overload
-def scoped(
-    *, policy: PolicyProtocol | None = None, _cls: type[Scope] | None = None, **scope_kwargs: Any
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
