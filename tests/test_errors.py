@@ -126,7 +126,7 @@ def test_nested_flush_debug_record_counts_captured(caplog: pytest.LogCaptureFixt
 def test_dispatch_error_from_a_custom_dispatch_all_via_raise_failures() -> None:
     class Batching(airlock.Scope):
         def _dispatch_all(self, intents: list[airlock.Intent]) -> None:
-            failures: list[tuple[airlock.Intent, BaseException]] = [(i, RuntimeError(i.name)) for i in intents]
+            failures: list[tuple[airlock.Intent, Exception]] = [(i, RuntimeError(i.name)) for i in intents]
             self._raise_failures(failures)
 
     with pytest.raises(airlock.DispatchError) as info:
