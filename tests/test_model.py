@@ -3,7 +3,10 @@
 A program is a tree of nested scopes (random policies, some with a custom
 ``before_descendant_flushes`` that lets a set of names through), local
 ``airlock.policy()`` blocks, enqueues of named tasks, exceptions raised at
-random depths and caught at random levels, and a task that fails at dispatch.
+random depths and caught at random levels, a task that fails at dispatch, and
+"transactional" scopes (a documented extension point: ``_enqueue_checks`` +
+``intent._add_condition``) whose savepoint may roll back, voiding the intents
+enqueued in them wherever those intents have been captured to.
 The reference model below follows SPEC §2.4/§2.5/§2.7 literally, in plain
 Python; the exact sequence of dispatched intents (and what the outermost scope
 holds, own vs captured, and which exception escapes) must be the same.
@@ -41,11 +44,17 @@ class Raise:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """The innermost transactional scope's savepoint rolls back: its intents are void."""
+
+
+@dataclass(frozen=True)
 class Scope:
     policy: tuple[Any, ...]
     passthrough: frozenset[str] | None  # None: the default (capture everything)
     body: tuple[Op, ...]
     catch: bool  # swallow an exception that escapes this scope
+    tx: bool = False  # ties its intents (and nested ones) to a savepoint
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class Try:
     body: tuple[Op, ...]
 
 
-Op = Union[Enqueue, Raise, Scope, Local, Try]
+Op = Union[Enqueue, Raise, Rollback, Scope, Local, Try]
 
 name_sets = st.frozensets(st.sampled_from(NAMES), max_size=3)
 allow_all = st.just(("allow",))
@@ -72,8 +81,8 @@ local_policies = st.one_of(allow_all, allow_all, drop_all, block_tasks, only_nam
 scope_policies = st.one_of(
     allow_all, allow_all, allow_all, allow_all, drop_all, block_tasks, only_names, st.just(("coalesce",))
 )
-# 1 in 14 leaves raises, 1 in 14 enqueues the task that fails at dispatch.
-leaves = st.sampled_from((*(Enqueue(n) for n in NAMES * 3), Enqueue(FAILING), Raise()))
+# 1 in 15 leaves raises, 1 in 15 rolls back, 1 in 15 enqueues the task that fails at dispatch.
+leaves = st.sampled_from((*(Enqueue(n) for n in NAMES * 3), Enqueue(FAILING), Raise(), Rollback()))
 catches = st.sampled_from((True, True, True, False))
 
 
@@ -84,15 +93,15 @@ def _bodies(children: st.SearchStrategy[Op]) -> st.SearchStrategy[tuple[Op, ...]
 ops: st.SearchStrategy[Op] = st.recursive(
     leaves,
     lambda children: st.one_of(
-        st.builds(Scope, scope_policies, st.none() | name_sets, _bodies(children), catches),
-        st.builds(Scope, scope_policies, st.none() | name_sets, _bodies(children), catches),
+        st.builds(Scope, scope_policies, st.none() | name_sets, _bodies(children), catches, st.booleans()),
+        st.builds(Scope, scope_policies, st.none() | name_sets, _bodies(children), catches, st.booleans()),
         st.builds(Local, local_policies, _bodies(children)),
         st.builds(Try, _bodies(children)),
     ),
     max_leaves=30,
 )
 programs = st.builds(
-    Scope, scope_policies, st.just(None), st.lists(ops, min_size=1, max_size=8).map(tuple), st.just(True)
+    Scope, scope_policies, st.just(None), st.lists(ops, min_size=1, max_size=8).map(tuple), st.just(True), st.booleans()
 )
 
 
@@ -112,16 +121,23 @@ class Outcome:
 
 
 @dataclass(eq=False)
+class Savepoint:
+    alive: bool = True
+
+
+@dataclass(eq=False)
 class MIntent:
     name: str
     serial: int
     local_policies: tuple[tuple[Any, ...], ...]
+    savepoints: tuple[Savepoint, ...]  # of every transactional scope around the enqueue
 
 
 @dataclass(eq=False)
 class MScope:
     policy: tuple[Any, ...]
     passthrough: frozenset[str] | None
+    savepoint: Savepoint | None = None
     buffer: list[MIntent] = field(default_factory=list)
     captured: list[MIntent] = field(default_factory=list)
 
@@ -171,7 +187,8 @@ class Model:
         self.serials = itertools.count()
 
     def enqueue(self, name: str) -> None:
-        intent = MIntent(name, next(self.serials), tuple(self.locals))
+        savepoints = tuple(s.savepoint for s in self.scopes if s.savepoint is not None)
+        intent = MIntent(name, next(self.serials), tuple(self.locals), savepoints)
         # At enqueue: every local policy, then every enclosing scope, innermost first.
         for policy in [*reversed(self.locals), *(s.policy for s in reversed(self.scopes))]:
             if m_refuses_at_enqueue(policy, intent):
@@ -179,7 +196,7 @@ class Model:
         self.scopes[-1].buffer.append(intent)
 
     def run_scope(self, op: Scope) -> MScope:
-        scope = MScope(op.policy, op.passthrough)
+        scope = MScope(op.policy, op.passthrough, Savepoint() if op.tx else None)
         self.scopes.append(scope)
         try:
             self.run(op.body)
@@ -191,8 +208,13 @@ class Model:
         return scope
 
     def flush(self, scope: MScope) -> None:
-        # Its local policies and this scope's policy judge every buffered intent.
-        allowed = [i for i in scope.buffer if all(m_allows(p, i) for p in i.local_policies)]
+        # Void intents (their savepoint rolled back) never dispatch; its local
+        # policies and this scope's policy judge every other buffered intent.
+        allowed = [
+            i
+            for i in scope.buffer
+            if all(sp.alive for sp in i.savepoints) and all(m_allows(p, i) for p in i.local_policies)
+        ]
         allowed = m_select(scope.policy, allowed)
         # Each enclosing scope, parent outwards, captures what it does not let through.
         for ancestor in reversed(self.scopes):
@@ -213,6 +235,10 @@ class Model:
                 self.enqueue(op.name)
             elif isinstance(op, Raise):
                 raise Boom
+            elif isinstance(op, Rollback):
+                tx = [s for s in self.scopes if s.savepoint is not None]
+                if tx:
+                    tx[-1].savepoint.alive = False  # type: ignore[union-attr]
             elif isinstance(op, Local):
                 self.locals.append(op.policy)
                 try:
@@ -235,7 +261,7 @@ class Model:
 def run_model(program: Scope) -> Outcome:
     model = Model()
     escaped = None
-    root = MScope(program.policy, program.passthrough)
+    root = MScope(program.policy, program.passthrough, Savepoint() if program.tx else None)
     try:
         model.scopes.append(root)
         try:
@@ -278,10 +304,24 @@ def make_policy(spec: tuple[Any, ...]) -> airlock.Policy:
 CATCHABLE = (Boom, airlock.PolicyViolation, airlock.DispatchError)
 
 
+class TxScope(airlock.Scope):
+    """Ties every intent enqueued in it (or in a nested scope) to its savepoint."""
+
+    def __init__(self, policy: Any = None, *, savepoint: Savepoint, **kwargs: Any) -> None:
+        self.savepoint = savepoint
+        super().__init__(policy, **kwargs)
+
+    def _enqueue_checks(self) -> Iterator[Any]:
+        yield from super()._enqueue_checks()
+        savepoint = self.savepoint
+        yield lambda intent: intent._add_condition(lambda: savepoint.alive)
+
+
 class Runner:
     def __init__(self) -> None:
         self.dispatched: list[tuple[str, int]] = []
         self.serials = itertools.count()
+        self.savepoints: list[Savepoint] = []  # of the active transactional scopes
         self.tasks = {name: self._task(name) for name in (*NAMES, FAILING)}
 
     def _task(self, name: str) -> Any:
@@ -295,7 +335,24 @@ class Runner:
 
     def scope_for(self, op: Scope) -> airlock.Scope:
         cls = airlock.Scope if op.passthrough is None else passthrough_scope(*op.passthrough)
-        return airlock.scope(make_policy(op.policy), _cls=cls)
+        if not op.tx:
+            return airlock.scope(make_policy(op.policy), _cls=cls)
+        tx_cls = type("Tx", (TxScope, cls), {})
+        savepoint = Savepoint()
+        self.savepoints.append(savepoint)
+        return airlock.scope(make_policy(op.policy), _cls=tx_cls, savepoint=savepoint)
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        depth = len(self.savepoints)
+        try:
+            yield
+        finally:
+            del self.savepoints[depth:]  # leave the transaction with its scope
+
+    def rollback(self) -> None:
+        if self.savepoints:
+            self.savepoints[-1].alive = False
 
     def enqueue(self, name: str) -> None:
         airlock.enqueue(self.tasks[name], next(self.serials))
@@ -306,6 +363,8 @@ class Runner:
                 self.enqueue(op.name)
             elif isinstance(op, Raise):
                 raise Boom
+            elif isinstance(op, Rollback):
+                self.rollback()
             elif isinstance(op, Local):
                 with airlock.policy(make_policy(op.policy)):
                     self.run(op.body)
@@ -316,7 +375,7 @@ class Runner:
                     pass
             else:
                 try:
-                    with self.scope_for(op):
+                    with self.tx(), self.scope_for(op):
                         self.run(op.body)
                 except CATCHABLE:
                     if not op.catch:
@@ -329,6 +388,8 @@ class Runner:
                 await asyncio.sleep(0)
             elif isinstance(op, Raise):
                 raise Boom
+            elif isinstance(op, Rollback):
+                self.rollback()
             elif isinstance(op, Local):
                 async with airlock.policy(make_policy(op.policy)):
                     await self.arun(op.body)
@@ -339,8 +400,9 @@ class Runner:
                     pass
             else:
                 try:
-                    async with self.scope_for(op):
-                        await self.arun(op.body)
+                    with self.tx():
+                        async with self.scope_for(op):
+                            await self.arun(op.body)
                 except CATCHABLE:
                     if not op.catch:
                         raise
@@ -432,6 +494,16 @@ def test_model_examples_from_the_spec() -> None:
     # raise_on_enqueue on an outer scope refuses a nested enqueue
     out = run_model(_root(Scope(("allow",), None, (A,), False), policy=("block", frozenset({"a"}), True)))
     assert out.escaped == "violation" and out.dispatched == []
+    # a rolled-back savepoint voids its intents, also those captured from nested scopes
+    tx = Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False), Rollback()), False, tx=True)
+    assert run_model(_root(tx, A)).dispatched == [("a", 2)]
+    # ...and after they were captured by an outer scope
+    inner_tx = Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False, tx=True), Rollback()), False, tx=True)
+    assert run_model(_root(inner_tx)).dispatched == []
+    inner_rollback = Scope(("allow",), None, (A, Scope(("allow",), None, (B, Rollback()), False, tx=True)), False, tx=True)
+    assert run_model(_root(inner_rollback)).dispatched == [("a", 0)]
+    # once its scope has ended, a savepoint cannot roll back any more
+    assert len(run_model(_root(Scope(("allow",), None, (A,), False, tx=True), Rollback())).dispatched) == 1
     # a failing task does not cancel the rest
     out = run_model(_root(Enqueue(FAILING), A))
     assert out.dispatched == [("f", 0), ("a", 1)] and out.escaped == "dispatch"
@@ -441,6 +513,7 @@ def test_model_examples_from_the_spec() -> None:
         Scope(("allow",), frozenset({"b"}), (A, Scope(("allow",), None, (B,), False)), True),
         _root(Enqueue(FAILING), A),
         _root(Local(("drop",), (A,)), A, policy=("coalesce",)),
+        _root(Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False), Rollback()), False, tx=True), A),
     ]:
         assert run_airlock(program) == run_model(program)
         assert run_airlock_async(program) == run_model(program)
