@@ -218,3 +218,10 @@ def test_get_current_scope_inside_a_policy_callback_is_the_judging_scope() -> No
             airlock.enqueue(print)
     assert seen == [inner]
     assert outer is not inner
+
+
+def test_nested_scope_with_its_own_origin_keeps_it() -> None:
+    with airlock.Scope(origin="/checkout"):
+        with airlock.Scope(origin="nightly-job") as inner:
+            intent = airlock.enqueue(print)
+    assert inner.origin == "nightly-job" and intent.origin == "nightly-job"

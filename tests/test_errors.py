@@ -156,3 +156,17 @@ def test_executor_returning_an_awaitable_in_a_sync_scope_is_reported_not_lost() 
     # The coroutine was closed: no "coroutine ... was never awaited" warning.
     assert [w for w in seen if issubclass(w.category, RuntimeWarning)] == []
     assert started == []
+
+
+def test_awaitable_without_close_in_a_sync_scope_is_reported() -> None:
+    class Pending:
+        """An awaitable that is not a coroutine (no close())."""
+
+        def __await__(self):  # type: ignore[no-untyped-def]
+            yield
+
+    with pytest.raises(airlock.DispatchError) as info:
+        with airlock.Scope(executor=lambda intent: Pending()):
+            airlock.enqueue(print, _name="t")
+    [(intent, exc)] = info.value.failures
+    assert intent.name == "t" and isinstance(exc, airlock.UsageError)
