@@ -48,7 +48,7 @@ class PolicyViolation(AirlockError):
     """A policy refused an intent at enqueue time (e.g. ``AssertNoEffects``)."""
 
 
-class DispatchError(AirlockError, ExceptionGroup):
+class DispatchError(AirlockError, ExceptionGroup[Exception]):
     """One or more intents failed to dispatch.
 
     Raised after *every* allowed intent has been attempted, so one failure never
