@@ -3,7 +3,15 @@
 The page's ``<!-- docs-setup ... -->`` comments run first (setup readers do
 not need to see), then every ```python block, top to bottom, in one
 namespace, in the current directory (the test gives each page a fresh temp
-directory), with airlock's configuration reset. Top-level ``await`` works.
+directory, which is also put on ``sys.path``), with airlock's configuration
+reset. Top-level ``await`` works.
+
+A fenced block with a file title (```python title="test_orders.py"```, which
+mkdocs-material shows as a file name) is also written to that file, in page
+order, so later blocks can import it. If the page wrote ``test_*.py`` files,
+pytest runs them at the end (with the airlock plugin, as installed) and must
+pass: that is how the testing guide's pytest examples are proven.
+
 On failure the page, the block's line and the traceback are printed and the
 exit status is 1.
 """
@@ -13,7 +21,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import os
 import re
+import subprocess
 import sys
 import textwrap
 import traceback
@@ -22,6 +32,7 @@ from pathlib import Path
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*)$")
+_TITLE = re.compile(r"""title=["'](?P<title>[^"']+)["']""")
 _SETUP = re.compile(r"<!--[ \t]*docs-setup[ \t]*\n(?P<code>.*?)-->", re.DOTALL)
 
 
@@ -29,9 +40,10 @@ _SETUP = re.compile(r"<!--[ \t]*docs-setup[ \t]*\n(?P<code>.*?)-->", re.DOTALL)
 class Block:
     """A piece of Python from a page; ``line`` is the page line of its first code line."""
 
-    kind: str  # "setup" or "python"
+    kind: str  # "setup", "python", or "file" (a titled block in another language)
     line: int
     code: str
+    title: str | None = None
 
 
 def extract_blocks(text: str) -> list[Block]:
@@ -48,7 +60,10 @@ def extract_blocks(text: str) -> list[Block]:
             index += 1
             continue
         indent, fence = opening.group("indent"), opening.group("fence")
-        language = (opening.group("info").split() or [""])[0].lstrip("{.").rstrip("}").lower()
+        info = opening.group("info")
+        language = (info.split() or [""])[0].lstrip("{.").rstrip("}").lower()
+        titled = _TITLE.search(info)
+        title = titled.group("title") if titled else None
         body: list[str] = []
         start = index + 1
         index += 1
@@ -65,7 +80,9 @@ def extract_blocks(text: str) -> list[Block]:
             index += 1
         index += 1
         if language in PYTHON_LANGUAGES:
-            blocks.append(Block("python", start + 1, "\n".join(body) + "\n"))
+            blocks.append(Block("python", start + 1, "\n".join(body) + "\n", title))
+        elif title is not None:
+            blocks.append(Block("file", start + 1, "\n".join(body) + "\n", title))
     return blocks
 
 
@@ -73,9 +90,17 @@ def run_page(path: Path) -> int:
     import airlock
 
     airlock.reset_configuration()
+    sys.path.insert(0, os.getcwd())
     namespace: dict[str, object] = {"__name__": "__main__", "__file__": str(path)}
+    written: list[str] = []
     for block in extract_blocks(path.read_text(encoding="utf-8")):
         where = f"{path}:{block.line} ({block.kind} block)"
+        if block.title is not None:
+            with open(block.title, "a", encoding="utf-8") as handle:
+                handle.write(block.code)
+            written.append(block.title)
+            if block.kind == "file":
+                continue
         try:
             tree = ast.parse(block.code, filename=str(path))
             ast.increment_lineno(tree, block.line - 1)
@@ -87,6 +112,17 @@ def run_page(path: Path) -> int:
         except BaseException:  # noqa: BLE001 - report whatever the sample raised
             print(f"FAILED: {where}", file=sys.stderr)
             traceback.print_exc()
+            return 1
+    tests = sorted({name for name in written if os.path.basename(name).startswith("test_")})
+    if tests:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            print(f"FAILED: {path}: pytest on {', '.join(tests)}", file=sys.stderr)
+            print(result.stdout + result.stderr, file=sys.stderr)
             return 1
     return 0
 

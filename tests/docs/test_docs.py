@@ -7,6 +7,7 @@ in a fresh temp directory, with airlock's configuration reset.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,11 @@ PAGES = sorted(DOCS.rglob("*.md"))
 
 
 def run(page: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A page starts from a clean process: not even the test session's Django
+    # settings (pytest-django exports DJANGO_SETTINGS_MODULE) leak into it.
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS")}
     return subprocess.run(
-        [sys.executable, str(RUNNER), str(page)], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, str(RUNNER), str(page)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -94,6 +98,42 @@ def test_runner_runs_setup_and_blocks_in_one_namespace(tmp_path: Path) -> None:
     result = run(page, work)
     assert result.returncode == 0, result.stderr
     assert (work / "written-here.txt").exists()  # samples run in the given directory
+
+
+TEST_PAGE = textwrap.dedent(
+    '''\
+    ```python title="shop.py"
+    def total(prices):
+        return sum(prices)
+    ```
+
+    ```ini title="pytest.ini"
+    [pytest]
+    addopts = -p no:randomly
+    ```
+
+    ```python title="test_shop.py"
+    from shop import total
+
+    def test_total():
+        assert total([1, 2]) == EXPECTED
+    ```
+    '''
+)
+
+
+@pytest.mark.parametrize(("expected", "status"), [(3, 0), (4, 1)])
+def test_runner_runs_pytest_on_titled_test_files(tmp_path: Path, expected: int, status: int) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(TEST_PAGE.replace("EXPECTED", str(expected)))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    result = run(page, work)
+    assert result.returncode == status, result.stderr
+    assert (work / "pytest.ini").read_text() == "[pytest]\naddopts = -p no:randomly\n"
+    if status:
+        assert f"FAILED: {page}: pytest on test_shop.py" in result.stderr
+        assert "assert 3 == 4" in result.stderr
 
 
 def test_runner_names_the_page_and_line_of_a_failing_block(tmp_path: Path) -> None:
