@@ -30,7 +30,7 @@ from typing import Any
 import airlock
 from airlock import _config
 from airlock._intent import Intent
-from airlock._scope import Scope, _is_coroutine_task
+from airlock._scope import Scope, _is_coroutine_callable
 
 __all__ = ["ASGIScope", "AirlockMiddleware"]
 
@@ -60,10 +60,10 @@ class ASGIScope(Scope):
             getattr(type(executor), "__call__", None)
         )
         loop = asyncio.get_running_loop()
-        failures: list[tuple[Intent, BaseException]] = []
+        failures: list[tuple[Intent, Exception]] = []
         for intent in intents:
             try:
-                if executor_is_async or _is_coroutine_task(intent._task):
+                if executor_is_async or _is_coroutine_callable(intent._task):
                     result = executor(intent)
                 else:
                     context = contextvars.copy_context()
