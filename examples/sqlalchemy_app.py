@@ -10,7 +10,6 @@ never for work done inside a savepoint that rolled back.
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
 from pathlib import Path
 
@@ -106,4 +105,3 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as directory:
         print("sync: ", main(f"sqlite:///{Path(directory) / 'shop.db'}"))
         print("async:", asyncio.run(amain(f"sqlite+aiosqlite:///{Path(directory) / 'ashop.db'}")))
-    sys.exit(0)

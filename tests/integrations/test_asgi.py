@@ -398,6 +398,23 @@ def test_sync_endpoint_in_the_threadpool_enqueues_into_the_request_scope(app: An
     assert tags().count("t") == 1
 
 
+def test_starlette_background_task_enqueues_into_the_request_scope() -> None:
+    from starlette.background import BackgroundTask
+
+    def after_response(tag: str) -> None:
+        airlock.enqueue(snapshot_sent, tag)
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("done", background=BackgroundTask(after_response, "bg"))
+
+    app = Starlette(routes=[Route("/bg", endpoint)])
+    app.add_middleware(AirlockMiddleware, _cls=RecordingScope)
+    (response,) = run(get(record_sent(app), "/bg"))
+    assert response.text == "done"
+    assert [(tag, kind) for tag, kind, _ in EFFECTS] == [("bg", "final-sent=True")]
+    assert OUTCOMES == [("GET /bg", "flushed")]
+
+
 def test_handlers_see_the_scope_in_asgi_scope_and_state(app: Any) -> None:
     (response,) = run(get(app, "/state"))
     assert response.json() == {"same": True, "active": True, "origin": "GET /state", "cls": "RecordingScope"}
