@@ -2,8 +2,8 @@
 
 Run it:  python examples/flask_app.py   (serves on http://127.0.0.1:5000)
 
-    curl -X POST localhost:5000/orders -H 'content-type: application/json' -d '{"item": "tea", "quantity": 2}'
-    curl -X POST localhost:5000/orders -H 'content-type: application/json' -d '{"item": "tea", "quantity": 99}'
+    curl -X POST localhost:5000/orders --json '{"item": "tea", "quantity": 2}'    # 201: receipt sent
+    curl -X POST localhost:5000/orders --json '{"item": "tea", "quantity": 99}'   # 409: nothing sent
     curl -X POST localhost:5000/orders/1/ship      # an async view
     curl localhost:5000/sent
 """

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import sys
 import json
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -75,7 +75,9 @@ async def async_effect(tag: str) -> None:
 
 def snapshot_sent(tag: str) -> None:
     """Records whether the final body chunk had been sent when the task ran."""
-    final_sent = any(m["type"] == "http.response.body" and not m.get("more_body", False) for m in SENT_MESSAGES)
+    final_sent = any(
+        m["type"] == "http.response.body" and not m.get("more_body", False) for m in SENT_MESSAGES
+    )
     EFFECTS.append((tag, f"final-sent={final_sent}", threading.get_ident()))
 
 
@@ -136,7 +138,9 @@ def build_starlette() -> Starlette:
     def sync_endpoint(request: Request) -> JSONResponse:
         tag = request.path_params["tag"]
         airlock.enqueue(sync_effect, tag)
-        return JSONResponse({"intents": [str(i) for i in request.state.airlock.intents], "thread": threading.get_ident()})
+        return JSONResponse(
+            {"intents": [str(i) for i in request.state.airlock.intents], "thread": threading.get_ident()}
+        )
 
     async def redirect(request: Request) -> Response:
         airlock.enqueue(sync_effect, request.path_params["tag"])
@@ -286,7 +290,10 @@ def build_fastapi() -> FastAPI:
     return app
 
 
-BUILDERS: dict[str, Callable[[], Starlette | FastAPI]] = {"starlette": build_starlette, "fastapi": build_fastapi}
+BUILDERS: dict[str, Callable[[], Starlette | FastAPI]] = {
+    "starlette": build_starlette,
+    "fastapi": build_fastapi,
+}
 
 
 def record_sent(app: Any) -> Any:
@@ -822,7 +829,9 @@ def test_under_uvicorn_concurrent_requests_each_run_only_their_own_effects_once(
 
     async def drive() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=60)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server_port}", limits=limits, timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server_port}", limits=limits, timeout=60
+        ) as client:
             return list(
                 await asyncio.gather(*(client.get(f"/{'ok' if i % 2 else 'sync'}/u{i}") for i in range(n)))
             )

@@ -93,7 +93,10 @@ def add_routes(app: Flask) -> None:
         airlock.enqueue(effect, f"{tag}-before")
         await asyncio.sleep(0)
         airlock.enqueue(effect, f"{tag}-after")
-        return {"intents": [str(i) for i in g.airlock_scope.intents], "current": airlock.get_current_scope() is g.airlock_scope}
+        return {
+            "intents": [str(i) for i in g.airlock_scope.intents],
+            "current": airlock.get_current_scope() is g.airlock_scope,
+        }
 
     @app.get("/async-raise/<tag>")
     async def async_raise(tag: str) -> Any:
@@ -345,6 +348,11 @@ def test_flask_example() -> None:
     refused = client.post("/orders", json={"item": "tea", "quantity": 99})
     shipped = client.post("/orders/1/ship")
     missing = client.post("/orders/99/ship")
-    assert (created.status_code, refused.status_code, shipped.status_code, missing.status_code) == (201, 409, 200, 404)
+    assert (created.status_code, refused.status_code, shipped.status_code, missing.status_code) == (
+        201,
+        409,
+        200,
+        404,
+    )
     assert created.json["pending"] == ["send_receipt(1)"]
     assert client.get("/sent").json == ["receipt for order 1", "courier booked for order 1"]

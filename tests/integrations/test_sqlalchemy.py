@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import sys
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, String, create_engine, event, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_scoped_session,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session, sessionmaker
 
 import airlock
@@ -270,7 +276,10 @@ def test_several_scopes_into_one_transaction_dispatch_in_order(session: Session)
 
 
 def test_policy_still_applies(session: Session) -> None:
-    with session.begin(), airlock.scope(airlock.BlockTasks({"failing"}), _cls=SQLAlchemyScope, session=session):
+    with (
+        session.begin(),
+        airlock.scope(airlock.BlockTasks({"failing"}), _cls=SQLAlchemyScope, session=session),
+    ):
         airlock.enqueue(failing, "x")
         airlock.enqueue(record, "ok")
     assert EFFECTS == ["ok"]
@@ -465,7 +474,10 @@ def test_async_dispatch_failure_raises_from_commit(backend: dict[str, str]) -> N
 
 
 def test_async_flush_of_a_sync_session_committed_synchronously_runs_what_it_can(session: Session) -> None:
-    """``async with SQLAlchemyScope`` on a sync Session: the commit cannot await, coroutine tasks fail loudly."""
+    """``async with SQLAlchemyScope`` on a sync Session: a sync commit cannot await coroutine tasks.
+
+    They fail loudly in the DispatchError; the sync tasks still run.
+    """
 
     async def main() -> None:
         session.begin()

@@ -67,7 +67,9 @@ class ASGIScope(Scope):
                     result = executor(intent)
                 else:
                     context = contextvars.copy_context()
-                    result = await loop.run_in_executor(None, functools.partial(context.run, executor, intent))
+                    result = await loop.run_in_executor(
+                        None, functools.partial(context.run, executor, intent)
+                    )
                 if result is not None and inspect.isawaitable(result):
                     await result
             except Exception as exc:

@@ -48,9 +48,13 @@ class Airlock:
     before the scope opens raises :class:`~airlock.NoScopeError`.
     """
 
-    def __init__(self, app: Flask | None = None, *, should_flush: ShouldFlush | None = None, **scope_kwargs: Any) -> None:
+    def __init__(
+        self, app: Flask | None = None, *, should_flush: ShouldFlush | None = None, **scope_kwargs: Any
+    ) -> None:
         if should_flush is not None and not callable(should_flush):
-            raise TypeError(f"Airlock(should_flush=...) needs a callable (response) -> bool, got {should_flush!r}")
+            raise TypeError(
+                f"Airlock(should_flush=...) needs a callable (response) -> bool, got {should_flush!r}"
+            )
         self.should_flush = should_flush
         self.scope_kwargs = scope_kwargs
         # Build one scope now so that bad scope arguments fail here, not on

@@ -61,7 +61,7 @@ def _none_void(outcomes: tuple[_Outcome, ...]) -> bool:
 
 
 class _Batch:
-    __slots__ = ("scope", "intents", "asynchronous")
+    __slots__ = ("asynchronous", "intents", "scope")
 
     def __init__(self, scope: SQLAlchemyScope, intents: list[Intent], asynchronous: bool) -> None:
         self.scope = scope
@@ -120,7 +120,9 @@ class _SessionTracker:
             self._dispatch(batches)
         elif logger.isEnabledFor(logging.DEBUG):
             dropped = sum(len(batch.intents) for batch in batches)
-            logger.debug("airlock: transaction rolled back; dropped %d intent(s) waiting for its commit", dropped)
+            logger.debug(
+                "airlock: transaction rolled back; dropped %d intent(s) waiting for its commit", dropped
+            )
 
     def _dispatch(self, batches: list[_Batch]) -> None:
         errors: list[DispatchError] = []
@@ -137,7 +139,9 @@ class _SessionTracker:
         if errors:
             failures = [failure for exc in errors for failure in exc.failures]
             names = ", ".join(intent.name for intent, _ in failures)
-            raise DispatchError(f"{len(failures)} intent(s) failed to dispatch after commit: {names}", failures)
+            raise DispatchError(
+                f"{len(failures)} intent(s) failed to dispatch after commit: {names}", failures
+            )
 
 
 _TRACKER_KEY = "airlock.tracker"
@@ -264,7 +268,8 @@ class AsyncSQLAlchemyScope(SQLAlchemyScope):
             session = session()
         if not isinstance(session, AsyncSession):
             raise TypeError(
-                f"AsyncSQLAlchemyScope(session=...) needs a sqlalchemy.ext.asyncio.AsyncSession, got {session!r}"
+                "AsyncSQLAlchemyScope(session=...) needs a sqlalchemy.ext.asyncio.AsyncSession, "
+                f"got {session!r}"
                 + ("; use SQLAlchemyScope for a sync Session" if isinstance(session, Session) else "")
             )
         self._async_session = session
@@ -278,4 +283,6 @@ class AsyncSQLAlchemyScope(SQLAlchemyScope):
         raise UsageError("AsyncSQLAlchemyScope flushes asynchronously: use 'async with', not 'with'")
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
-        raise UsageError("AsyncSQLAlchemyScope flushes asynchronously: use 'await scope.aflush()', not flush()")
+        raise UsageError(
+            "AsyncSQLAlchemyScope flushes asynchronously: use 'await scope.aflush()', not flush()"
+        )
