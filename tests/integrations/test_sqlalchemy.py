@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, String, create_engine, event, select
+from sqlalchemy import Engine, String, create_engine, event, func, select
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -299,6 +299,19 @@ def test_dispatch_failure_after_commit_raises_from_commit(engine: Engine, sessio
     with session.begin():  # the session is still usable
         session.add(Order(item="coffee"))
     assert committed_items(engine) == ["tea", "coffee"]
+
+
+def test_task_may_use_the_same_session_after_a_plain_commit(engine: Engine, session: Session) -> None:
+    def count_orders() -> None:
+        EFFECTS.append(session.scalar(select(func.count()).select_from(Order)))
+
+    with airlock.scope(_cls=SQLAlchemyScope, session=session):
+        session.add(Order(item="tea"))
+        session.flush()
+        airlock.enqueue(count_orders)
+    session.commit()
+    assert EFFECTS == [1]
+    session.commit()  # the task's own (read-only) transaction
 
 
 def test_scoped_decorator_and_scoped_session(engine: Engine) -> None:
