@@ -657,6 +657,31 @@ def test_async_executor_is_awaited_on_the_loop() -> None:
     assert EFFECTS == []  # the executor decided not to call the task
 
 
+def test_observers_see_the_request_dispatch(app: Any) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.dispatches: list[tuple[str | None, list[str], int]] = []
+
+        def on_scope_end(self, event: airlock.ScopeEndEvent) -> None:
+            pass
+
+        def on_dispatch(self, event: airlock.DispatchEvent) -> None:
+            self.dispatches.append((event.origin, [i.name for i in event.intents], len(event.failures)))
+
+    recorder = Recorder()
+    airlock.add_observer(recorder)
+    try:
+        run(get(app, "/ok/o"))
+        with pytest.raises(airlock.DispatchError):
+            run(get(app, "/failing/f"))
+    finally:
+        airlock.remove_observer(recorder)
+    assert recorder.dispatches == [
+        ("GET /ok/o", ["sync_effect", "async_effect"], 0),
+        ("GET /failing/f", ["failing_effect", "sync_effect"], 1),
+    ]
+
+
 def test_worker_thread_sees_the_flushing_context() -> None:
     from contextvars import ContextVar
 

@@ -314,6 +314,29 @@ def test_task_may_use_the_same_session_after_a_plain_commit(engine: Engine, sess
     session.commit()  # the task's own (read-only) transaction
 
 
+def test_observers_see_the_dispatch_after_commit(session: Session) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.dispatches: list[list[str]] = []
+
+        def on_scope_end(self, event: airlock.ScopeEndEvent) -> None:
+            pass
+
+        def on_dispatch(self, event: airlock.DispatchEvent) -> None:
+            self.dispatches.append([str(i) for i in event.intents])
+
+    recorder = Recorder()
+    airlock.add_observer(recorder)
+    try:
+        with session.begin():
+            with airlock.scope(_cls=SQLAlchemyScope, session=session):
+                airlock.enqueue(record, "x")
+            assert recorder.dispatches == []  # nothing ran yet
+    finally:
+        airlock.remove_observer(recorder)
+    assert recorder.dispatches == [["record('x')"]]
+
+
 def test_scoped_decorator_and_scoped_session(engine: Engine) -> None:
     registry = scoped_session(sessionmaker(engine))
     try:

@@ -25,10 +25,11 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import Any
 
 import airlock
-from airlock import _config
+from airlock import _config, _observe
 from airlock._intent import Intent
 from airlock._scope import Scope, _is_coroutine_callable
 
@@ -61,6 +62,8 @@ class ASGIScope(Scope):
         )
         loop = asyncio.get_running_loop()
         failures: list[tuple[Intent, Exception]] = []
+        listening = _observe.listening()
+        started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
                 if executor_is_async or _is_coroutine_callable(intent._task):
@@ -74,8 +77,9 @@ class ASGIScope(Scope):
                     await result
             except Exception as exc:
                 failures.append((intent, exc))
-        if failures:
-            self._raise_failures(failures)
+        if listening or failures:
+            # Reports the batch to observers, logs each failure, raises DispatchError.
+            self._finish_dispatch(intents, failures, started if listening else None)
 
 
 class AirlockMiddleware:
