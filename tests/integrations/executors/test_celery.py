@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import redis
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
 
 import airlock
 from airlock.integrations.executors.celery import celery_executor
-from services import require_service
-
-from .conftest import flushed_redis, redis_url_for_db
-
-CELERY_DB = 1
-
-
-@dataclass
-class CeleryEnv:
-    app: Celery
-    queue: str
-    results: redis.Redis
-    results_key: str
-    record: Any
-
-    def queue_size(self, name: str) -> int:
-        """Messages waiting in queue ``name`` on the broker (declared if missing)."""
-        with self.app.connection_for_write() as conn:
-            return int(conn.default_channel.queue_declare(queue=name, durable=True, auto_delete=False).message_count)
-
-    def wait_for_results(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.results.llen(self.results_key) >= count:
-                break
-            time.sleep(0.05)
-        return [json.loads(raw) for raw in self.results.lrange(self.results_key, 0, -1)]
-
-    def worker(self, *queues: str) -> Any:
-        return start_worker(
-            self.app,
-            perform_ping_check=False,
-            queues=list(queues or [self.queue]),
-            shutdown_timeout=10,
-            # With AMQP the worker's event loop only wakes up to notice the
-            # shutdown request when a timer is due: the heartbeat is that timer.
-            without_heartbeat=False,
-        )
+from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
+from integrations.redis_dbs import flushed_redis
 
 
 @pytest.fixture
@@ -64,43 +25,8 @@ def results_redis() -> Iterator[redis.Redis]:
 
 @pytest.fixture(params=["redis", "amqp"])
 def celery_env(request: pytest.FixtureRequest, results_redis: redis.Redis) -> Iterator[CeleryEnv]:
-    broker = redis_url_for_db(CELERY_DB) if request.param == "redis" else require_service("amqp")
-    prefix = f"airlock-exec-{uuid.uuid4().hex[:10]}"
-    app = Celery("airlock_exec_tests", broker=broker, set_as_current=False)
-    app.conf.update(
-        task_default_queue=prefix,
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=False,
-        worker_hijack_root_logger=False,
-        task_create_missing_queues=True,
-        broker_heartbeat=2,
-    )
-    results_key = f"{prefix}-results"
-
-    @app.task(name="airlock_exec.record", bind=True, shared=False)
-    def record(self: Any, value: Any, *, tag: str = "run") -> None:
-        results_redis.rpush(
-            results_key,
-            json.dumps(
-                {
-                    "value": value,
-                    "tag": tag,
-                    "task_id": self.request.id,
-                    "queue": (self.request.delivery_info or {}).get("routing_key"),
-                    "at": time.time(),
-                }
-            ),
-        )
-
-    env = CeleryEnv(app, prefix, results_redis, results_key, record)
-    try:
+    with celery_env_on(request.param, results_redis) as env:
         yield env
-    finally:
-        if request.param == "amqp":
-            with app.connection_for_write() as conn:
-                for name in (prefix, f"{prefix}-other"):
-                    conn.default_channel.queue_delete(queue=name)
-        app.close()
 
 
 def test_flushed_intent_goes_through_the_broker_and_a_worker_runs_it(celery_env: CeleryEnv) -> None:

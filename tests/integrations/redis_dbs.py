@@ -1,4 +1,4 @@
-"""Shared fixtures for the executor tests: a private Redis database per backend.
+"""Private Redis databases for the executor and Celery tests.
 
 The executors helper owns Redis DBs 1-6 (celery 1, dramatiq 2, huey 3, rq 4,
 django-q 5, bench 6); each test flushes its DB before and after, so tests
