@@ -61,7 +61,7 @@ def validate(intent: Intent) -> None:
         return
     check_option_names(intent, "Huey", HUEY_OPTIONS)
     serializer = task.huey.serializer
-    check_serializable(intent, type(serializer).__name__, serializer.serialize)
+    check_serializable(intent, f"Huey {type(serializer).__name__}", serializer.serialize)
 
 
 huey_executor.validate = validate  # type: ignore[attr-defined]
