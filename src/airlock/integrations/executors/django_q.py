@@ -1,6 +1,6 @@
 """Send intents to a django-q2 cluster: ``async_task(task, *args, q_options=dispatch_options, **kwargs)``.
 
-Any importable function (or a dotted path string) is a django-q task, so
+Any importable function is a django-q task, so
 every intent goes to the broker; there is no in-process fallback. Dispatch
 options are django-q's own ``async_task`` options: ``group``, ``hook``,
 ``timeout``, ``save``, ``sync``, ``cached``, ``ack_failure``, ``iter_count``,
@@ -51,9 +51,7 @@ def validate(intent: Intent) -> None:
             f"cannot enqueue {intent.name} on django-q: its keyword argument(s) {swallowed} collide with "
             "django-q's own async_task options and would never reach the task; rename them"
         )
-    task = intent.task
-    if not isinstance(task, str):
-        check_importable(intent, "django-q", task)
+    check_importable(intent, "django-q", intent.task)
     check_serializable(intent, "pickle", PickleSerializer.dumps)
 
 

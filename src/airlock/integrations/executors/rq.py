@@ -99,9 +99,9 @@ def validate(intent: Intent) -> None:
     task = intent.task
     if isinstance(task, types.FunctionType):
         check_importable(intent, "RQ", task)
-    elif not isinstance(task, (str, types.MethodType, types.BuiltinFunctionType)):
+    elif not isinstance(task, (types.MethodType, types.BuiltinFunctionType)):
         raise TypeError(
-            f"cannot enqueue {intent.name} on RQ: RQ runs module-level functions, methods or dotted paths, "
+            f"cannot enqueue {intent.name} on RQ: RQ runs module-level functions and methods, "
             f"not {type(task).__name__} objects"
         )
     serializer = queue.serializer
