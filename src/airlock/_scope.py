@@ -230,8 +230,9 @@ class Scope:
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
-                if executor is sync_executor:  # the default: skip one call frame per intent
-                    result = intent._task(*intent._args, **intent._kwargs)
+                task = intent._task
+                if executor is sync_executor and callable(task):  # the default: skip one call frame
+                    result = task(*intent._args, **intent._kwargs)
                 else:
                     result = executor(intent)
                 if result is not None and inspect.isawaitable(result):
