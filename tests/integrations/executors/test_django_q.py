@@ -22,6 +22,10 @@ from integrations.redis_dbs import flushed_redis
 
 from .django_q_tasks import DJANGO_Q_DB, record
 
+# The cluster processes are forked from this one and close its stale Django
+# database connections: allow them database access like the test itself.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:

@@ -110,3 +110,18 @@ def test_plain_callable_is_called_in_process() -> None:
         airlock.enqueue(seen.append, 3)
         assert seen == []
     assert seen == [3]
+
+
+def test_task_objects_are_tasks_for_the_core() -> None:
+    # django-tasks Task objects are not callable; enqueue still accepts them,
+    # and the default (sync) executor runs them in-process with .call().
+    assert not callable(record)
+    with airlock.scope() as scope:
+        intent = airlock.enqueue(record, 5)
+        assert intent.name == "record"
+    assert scope.is_flushed
+    assert DBTaskResult.objects.count() == 0  # ran in-process, never enqueued
+    with pytest.raises(airlock.NoScopeError, match="record"):
+        airlock.enqueue(record, 5)
+    with airlock.scope(), pytest.raises(TypeError, match="needs a callable task"):
+        airlock.enqueue(object())  # type: ignore[arg-type]
