@@ -42,13 +42,22 @@ def _arguments(intent: Intent) -> Iterator[tuple[str, Any]]:
         yield f"keyword argument {key!r}", value
 
 
+# Values every serializer a task queue uses (JSON, pickle, msgpack, YAML) encodes.
+_PLAIN = frozenset({int, str, float, bool, type(None)})
+
+
 def check_serializable(intent: Intent, serializer: str, dumps: Callable[[Any], object]) -> None:
     """Raise ``TypeError`` naming the first argument ``dumps`` cannot encode.
 
     ``dumps`` is the backend's own encoder; ``serializer`` names it in the
-    message. The whole payload is tried once (the common, passing case);
-    only on failure is each argument tried alone to find the culprit.
+    message. Arguments that are all plain scalars (ids, strings: the common
+    case) pass without encoding anything; otherwise the whole payload is
+    tried once, and only on failure is each argument tried alone to find the
+    culprit.
     """
+    plain = _PLAIN
+    if all(type(a) in plain for a in intent.args) and all(type(v) in plain for v in intent.kwargs.values()):
+        return
     try:
         dumps((intent.args, intent.kwargs))
         return
