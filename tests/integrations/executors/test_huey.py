@@ -134,3 +134,14 @@ def test_plain_callable_is_called_in_process() -> None:
         airlock.enqueue(seen.append, 3)
         assert seen == []
     assert seen == [3]
+
+
+def test_task_without_explicit_name_is_named_after_its_function(env: HueyEnv) -> None:
+    @env.huey.task()
+    def send_invoice(order_id: int) -> None:
+        return None
+
+    with airlock.scope(executor=huey_executor):
+        with pytest.raises(TypeError, match=r"^cannot enqueue send_invoice: its positional argument 0"):
+            airlock.enqueue(send_invoice, lambda: None)
+        assert airlock.enqueue(send_invoice, 1).name == "send_invoice"
