@@ -35,13 +35,23 @@ _in_delay: ContextVar[bool] = ContextVar("airlock_celery_in_delay", default=Fals
 _MIGRATE_HINT = "use airlock.enqueue(task, ...) instead"
 
 
-def _warn(task: Any, method: str, buffered: bool, stacklevel: int) -> None:
-    what = "buffered in the active airlock scope" if buffered else "sent to the broker right away (no airlock scope)"
+_OUTCOMES = {
+    "buffered": "buffered in the active airlock scope",
+    "sent": "sent to the broker right away, as no airlock scope is active",
+    "refused": "refused, as no airlock scope is active",
+}
+
+
+def _warn(task: Any, method: str, outcome: str, stacklevel: int) -> None:
     warnings.warn(
-        f"{task.name}.{method}() is deprecated under airlock ({what}); {_MIGRATE_HINT}",
+        f"{task.name}.{method}() is deprecated under airlock ({_OUTCOMES[outcome]}); {_MIGRATE_HINT}",
         DeprecationWarning,
         stacklevel=stacklevel + 1,
     )
+
+
+def _shim_outcome() -> str:
+    return "buffered" if airlock.get_current_scope() is not None else "refused"
 
 
 def _buffer(task: Any, args: Any, kwargs: Any, options: dict[str, Any]) -> airlock.Intent:
@@ -69,7 +79,7 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs)
-        _warn(self, "delay", True, stacklevel=2)
+        _warn(self, "delay", _shim_outcome(), stacklevel=2)
         return _buffer(self, args, kwargs, {})
 
     def apply_async(
@@ -85,7 +95,7 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
     ) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
-        _warn(self, "apply_async", True, stacklevel=2)
+        _warn(self, "apply_async", _shim_outcome(), stacklevel=2)
         return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
@@ -117,7 +127,7 @@ def _intercepted_delay(self: Any, *args: Any, **kwargs: Any) -> Any:
     if intercept_bypassed() or not _intercepts(self):
         return _installed["delay"](self, *args, **kwargs)
     buffered = airlock.get_current_scope() is not None
-    _warn(self, "delay", buffered, stacklevel=2)
+    _warn(self, "delay", "buffered" if buffered else "sent", stacklevel=2)
     if buffered:
         return _buffer(self, args, kwargs, {})
     # Forward to apply_async (a subclass may override it) without a second warning.
@@ -143,9 +153,9 @@ def _intercepted_apply_async(
     if intercept_bypassed() or _in_delay.get() or not _intercepts(self):
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
     if airlock.get_current_scope() is None:
-        _warn(self, "apply_async", False, stacklevel=2)
+        _warn(self, "apply_async", "sent", stacklevel=2)
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
-    _warn(self, "apply_async", True, stacklevel=2)
+    _warn(self, "apply_async", "buffered", stacklevel=2)
     return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
 
