@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-import pytest
 import redis
 
 from services import require_service

@@ -58,7 +58,9 @@ def _buffer(task: Any, args: Any, kwargs: Any, options: dict[str, Any]) -> airlo
     return airlock.enqueue(task, *(args or ()), _dispatch_options=options or None, **(kwargs or {}))
 
 
-def _collect_options(task_id: Any, producer: Any, link: Any, link_error: Any, shadow: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _collect_options(
+    task_id: Any, producer: Any, link: Any, link_error: Any, shadow: Any, options: dict[str, Any]
+) -> dict[str, Any]:
     # apply_async names a few options explicitly; put back the ones given.
     for name, value in (("task_id", task_id), ("producer", producer), ("link", link),
                         ("link_error", link_error), ("shadow", shadow)):  # fmt: skip
