@@ -262,6 +262,14 @@ class Scope:
         if listening or failures:
             self._finish_dispatch(intents, failures, started if listening else None)
 
+    def _raise_failures(self, failures: list[tuple[Intent, Exception]]) -> None:
+        """Log each failure and raise them together as one :class:`DispatchError`.
+
+        For subclasses that dispatch in their own way (batching, deferring) and
+        collect ``(intent, exception)`` pairs: nothing happens if there are none.
+        """
+        self._finish_dispatch([intent for intent, _ in failures], failures, None)
+
     def _finish_dispatch(
         self, intents: list[Intent], failures: list[tuple[Intent, Exception]], started: float | None
     ) -> None:
