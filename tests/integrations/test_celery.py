@@ -110,6 +110,23 @@ def test_shim_discarded_scope_sends_nothing(env: CeleryEnv, shim_task: Any) -> N
     assert env.queue_size(env.queue) == 0
 
 
+def test_shim_retry_is_sent_not_buffered(env: CeleryEnv) -> None:
+    key = env.results_key
+
+    @env.app.task(name="airlock_exec.shim_retry", base=LegacyTaskShim, bind=True, shared=False, max_retries=1)
+    def flaky(self: Any, value: Any) -> None:
+        if self.request.retries == 0:
+            raise self.retry(countdown=0)
+        env.results.rpush(key, json.dumps({"value": value, "attempt": self.request.retries}))
+
+    with pytest.warns(DeprecationWarning):
+        with airlock.scope(executor=celery_executor):
+            flaky.delay("x")
+    with env.worker():
+        (result,) = env.wait_for_results(1)
+    assert result == {"value": "x", "attempt": 1}
+
+
 # -- install_global_intercept: call sites -------------------------------------
 
 
@@ -141,6 +158,19 @@ def test_intercept_passes_through_outside_a_scope(env: CeleryEnv, intercept: Non
     assert (warning.filename, warning.lineno) == (__file__, line)
     assert "right away" in str(warning.message)
     assert env.queue_size(env.queue) == 1
+
+
+def test_intercepted_apply_async_passes_through_outside_a_scope_with_its_options(
+    env: CeleryEnv, intercept: None
+) -> None:
+    install_global_intercept()
+    other = f"{env.queue}-other"
+    with pytest.warns(DeprecationWarning, match="right away") as record:
+        line = _next_line()
+        env.record.apply_async((3,), queue=other)
+    assert (record[0].filename, record[0].lineno) == (__file__, line)
+    assert env.queue_size(env.queue) == 0
+    assert env.queue_size(other) == 1
 
 
 def test_intercept_discarded_scope_sends_nothing(env: CeleryEnv, intercept: None) -> None:

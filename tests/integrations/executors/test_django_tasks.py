@@ -125,3 +125,9 @@ def test_task_objects_are_tasks_for_the_core() -> None:
         airlock.enqueue(record, 5)
     with airlock.scope(), pytest.raises(TypeError, match="needs a callable task"):
         airlock.enqueue(object())  # type: ignore[arg-type]
+
+
+def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+    with airlock.scope(executor=django_tasks_executor):
+        with pytest.raises(TypeError, match=r"append is a plain callable, not a django task.*'delay'"):
+            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})

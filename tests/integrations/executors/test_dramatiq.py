@@ -155,3 +155,9 @@ def test_plain_callable_is_called_in_process() -> None:
         airlock.enqueue(seen.append, 3)
         assert seen == []
     assert seen == [3]
+
+
+def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+    with airlock.scope(executor=dramatiq_executor):
+        with pytest.raises(TypeError, match=r"append is a plain callable, not a Dramatiq actor.*'delay'"):
+            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})

@@ -145,3 +145,19 @@ def test_task_without_explicit_name_is_named_after_its_function(env: HueyEnv) ->
         with pytest.raises(TypeError, match=r"^cannot enqueue send_invoice: its positional argument 0"):
             airlock.enqueue(send_invoice, lambda: None)
         assert airlock.enqueue(send_invoice, 1).name == "send_invoice"
+
+
+def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+    with airlock.scope(executor=huey_executor):
+        with pytest.raises(TypeError, match=r"append is a plain callable, not a Huey task.*'delay'"):
+            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+
+
+def test_eta_option_is_carried_by_the_message(env: HueyEnv) -> None:
+    from datetime import datetime
+
+    eta = datetime(2099, 1, 1)
+    with airlock.scope(executor=huey_executor):
+        airlock.enqueue(env.record, "far", _dispatch_options={"eta": eta})
+    (message,) = env.huey.pending()
+    assert message.eta == eta

@@ -125,3 +125,30 @@ def test_queue_name_without_connection_fails_at_enqueue() -> None:
     with airlock.scope(executor=rq_executor):
         with pytest.raises(TypeError, match=r"record on RQ queue 'mail': no connection configured"):
             airlock.enqueue(record, "k", 1, _dispatch_options={"queue": "mail"})
+
+
+def test_enqueue_at_schedules_at_that_time(client: redis.Redis, queue_name: str) -> None:
+    from datetime import datetime, timezone
+
+    when = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    queue = Queue(queue_name, connection=client)
+    with airlock.scope(executor=rq_executor):
+        airlock.enqueue(record, "k", "far", _dispatch_options={"enqueue_at": when, "job_id": "airlock-exec-far"})
+    assert queue.count == 0
+    assert queue.scheduled_job_registry.get_scheduled_time("airlock-exec-far") == when
+
+
+def test_queue_option_of_the_wrong_type_fails_at_enqueue(queue_name: str) -> None:
+    with airlock.scope(executor=rq_executor):
+        with pytest.raises(TypeError, match=r"'queue' dispatch option of record must be an rq.Queue or a queue name"):
+            airlock.enqueue(record, "k", 1, _dispatch_options={"queue": 5})
+
+
+def test_callable_instance_fails_at_enqueue(queue_name: str) -> None:
+    class Sender:
+        def __call__(self) -> None:
+            return None
+
+    with airlock.scope(executor=rq_executor):
+        with pytest.raises(TypeError, match=r"RQ runs module-level functions and methods, not Sender objects"):
+            airlock.enqueue(Sender(), _name="sender")
