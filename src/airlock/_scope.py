@@ -53,6 +53,12 @@ _reset_current = _context.current.reset
 def _is_coroutine_callable(task: Callable[..., Any]) -> bool:
     # The slow path of the enqueue-time check: partials, callable objects,
     # functions marked with inspect.markcoroutinefunction.
+    resolve = getattr(type(task), "_get_current_object", None)
+    if resolve is not None:
+        # A local proxy (Celery's task proxies, werkzeug's LocalProxy) forwards
+        # calls to the object it stands for: judge that object. Asking the
+        # proxy itself costs a forwarded attribute miss per inspect probe.
+        task = resolve(task)
     if inspect.iscoroutinefunction(task):
         return True
     call = getattr(type(task), "__call__", None)
