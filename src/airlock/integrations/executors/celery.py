@@ -58,6 +58,13 @@ def intercept_bypassed() -> bool:
     return _bypass.get()
 
 
+def _unproxied(task: Any) -> Any:
+    # ``@app.task`` hands out a proxy to the task; every attribute read through
+    # it is forwarded. Checks that read several attributes read the task itself.
+    resolve = getattr(type(task), "_get_current_object", None)
+    return resolve(task) if resolve is not None else task
+
+
 def _is_celery_task(task: Any) -> bool:
     return isinstance(task, celery.Task) or callable(getattr(task, "apply_async", None))
 
@@ -88,7 +95,7 @@ def _serializer_of(task: Any, options: dict[str, Any]) -> str:
 
 def validate(intent: Intent) -> None:
     """Fail at enqueue on an unknown option name or an argument Celery cannot serialize."""
-    task = intent.task
+    task = _unproxied(intent.task)
     options = intent.dispatch_options or {}
     if not _is_celery_task(task):
         if options:
