@@ -16,10 +16,17 @@ from typing import Any
 
 try:  # Django >= 6.0
     from django.tasks import Task
-    from django.utils.json import normalize_json
 except ImportError:  # the backport
     from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
-    from django_tasks.utils import normalize_json  # type: ignore[no-redef,unused-ignore]
+
+# The framework's own "is this JSON?" check, wherever this version keeps it.
+try:
+    from django.utils.json import normalize_json
+except ImportError:
+    try:
+        from django_tasks.utils import normalize_json  # type: ignore[no-redef,unused-ignore]
+    except ImportError:  # pragma: no cover - neither has it: plain JSON is the rule
+        from json import dumps as normalize_json  # type: ignore[assignment,unused-ignore]
 
 from ..._intent import Intent
 from ._checks import check_option_names, check_serializable
