@@ -62,6 +62,9 @@ class Observer(Protocol):
     def on_dispatch(self, event: DispatchEvent) -> None: ...
 
 
+# ``logging`` clears (never replaces) this dict whenever levels change.
+_level_cache: dict[int, bool] = logger._cache  # type: ignore[attr-defined]
+
 #: Registered observers. Replaced, never mutated, so readers need no lock.
 observers: tuple[Observer, ...] = ()
 
@@ -89,7 +92,7 @@ def listening() -> bool:
     """
     if observers:
         return True
-    enabled = logger._cache.get(logging.DEBUG)  # type: ignore[attr-defined]
+    enabled: bool | None = _level_cache.get(logging.DEBUG)
     return logger.isEnabledFor(logging.DEBUG) if enabled is None else enabled
 
 

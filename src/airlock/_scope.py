@@ -114,6 +114,9 @@ class Scope:
         self._policy = policy
         self._executor = executor
         self._buffer: list[Intent] = []
+        # Read by every enqueue: stored on the instance, where lookups are fastest.
+        self._async = False
+        self._shared_meta: _Meta | None = None
         if origin is not None:
             self._origin = origin
 
@@ -232,7 +235,7 @@ class Scope:
         """
         executor = self._executor
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _observe.listening()
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
@@ -420,7 +423,11 @@ class Scope:
         raise ScopeStateError(f"cannot enqueue {intent.name} into {self!r}: it is already {_STATES[self._state]}")
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
-        own = tuple(self._enqueue_checks())
+        memo = _checks_memo
+        if memo[0] is self._policy and memo[1] is self._executor and type(self)._enqueue_checks is _base_checks:
+            own = memo[2]  # the usual case: the configured policy and executor, no subclass checks
+        else:
+            own = tuple(self._enqueue_checks())
         parent = self._parent
         if parent is not None:
             inherited = parent._checks if parent._checks is not None else parent._resolve_checks()
@@ -516,6 +523,9 @@ class Scope:
         self._captured_ids.update(map(id, intents))
         if descendant._needs_filter:
             self._needs_filter = True
+
+
+_base_checks = Scope._enqueue_checks
 
 
 def _checked_subsequence(chosen: list[Intent], offered: list[Intent], hook: str) -> list[Intent]:
