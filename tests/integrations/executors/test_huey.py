@@ -89,12 +89,13 @@ def test_discarded_scope_sends_nothing(env: HueyEnv) -> None:
     assert env.huey.pending_count() == 1
 
 
-def test_delay_option_schedules_the_task(env: HueyEnv) -> None:
+def test_delay_option_delays_the_task(env: HueyEnv) -> None:
+    dispatched_at = time.time()
+    with airlock.scope(executor=huey_executor):
+        airlock.enqueue(env.record, "later", _dispatch_options={"delay": 1, "retries": 2})
+    (message,) = env.huey.pending()
+    assert message.eta is not None and message.retries == 2
     with env.consumer():
-        dispatched_at = time.time()
-        with airlock.scope(executor=huey_executor):
-            airlock.enqueue(env.record, "later", _dispatch_options={"delay": 1, "retries": 2})
-        assert env.huey.pending_count() == 0  # it went to the schedule, not the queue
         (result,) = env.wait_for_results(1)
     assert result["value"] == "later"
     assert result["at"] >= dispatched_at + 1.0  # a delay is a lower bound
