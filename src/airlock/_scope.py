@@ -60,6 +60,12 @@ _reset_current = _context.current.reset
 def _is_coroutine_callable(task: Callable[..., Any]) -> bool:
     # The slow path of the enqueue-time check: partials, callable objects,
     # functions marked with inspect.markcoroutinefunction.
+    resolve = getattr(type(task), "_get_current_object", None)
+    if resolve is not None:
+        # A local proxy (Celery's task proxies, werkzeug's LocalProxy) forwards
+        # calls to the object it stands for: judge that object. Asking the
+        # proxy itself costs a forwarded attribute miss per inspect probe.
+        task = resolve(task)
     if inspect.iscoroutinefunction(task):
         return True
     call = getattr(type(task), "__call__", None)
@@ -242,8 +248,9 @@ class Scope:
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
-                if executor is sync_executor:  # the default: skip one call frame per intent
-                    result = intent._task(*intent._args, **intent._kwargs)
+                task = intent._task
+                if executor is sync_executor and callable(task):  # the default: skip one call frame
+                    result = task(*intent._args, **intent._kwargs)
                 else:
                     result = executor(intent)
                 if result is not None and inspect.isawaitable(result):
