@@ -41,7 +41,7 @@ def enqueue(
     """
     scope: Any = _current_scope()
     if scope is None or not callable(task):
-        _refuse(task)
+        _refuse(task, scope)
     # Built in place rather than through Intent(...): ``*args``/``**kwargs``
     # are already fresh objects, and this runs once per effect per request.
     intent: Intent = _new(Intent)
@@ -78,9 +78,19 @@ def enqueue(
     return intent
 
 
-def _refuse(task: object) -> None:
-    if not callable(task):
+def _is_task_object(task: object) -> bool:
+    # Django's task framework (django.tasks, and the django_tasks backport)
+    # hands out task objects that are not callable: they are enqueued with
+    # ``.enqueue()`` and run in-process with ``.call()``. They are tasks too.
+    return callable(getattr(task, "call", None)) and callable(getattr(task, "enqueue", None))
+
+
+def _refuse(task: object, scope: object) -> None:
+    """Raise why ``task`` cannot be enqueued now; return if it can after all (a task object)."""
+    if not callable(task) and not _is_task_object(task):
         raise TypeError(f"airlock.enqueue() needs a callable task, got {task!r} ({type(task).__name__})")
+    if scope is not None:
+        return
     raise NoScopeError(
         f"airlock.enqueue({task_name(task)}) was called without an active airlock.scope(); "
         "wrap the unit of work in 'with airlock.scope():' (or use a request/task integration)"
