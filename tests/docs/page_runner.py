@@ -27,6 +27,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,13 @@ def run_page(path: Path) -> int:
 
     airlock.reset_configuration()
     sys.path.insert(0, os.getcwd())
-    namespace: dict[str, object] = {"__name__": "__main__", "__file__": str(path)}
+    # The page runs as a real ``__main__`` module: libraries that resolve
+    # annotations or pickle through ``sys.modules[cls.__module__]``
+    # (SQLAlchemy, dataclasses, typing.get_type_hints) find its names.
+    page_module = types.ModuleType("__main__")
+    page_module.__file__ = str(path)
+    sys.modules["__main__"] = page_module
+    namespace = page_module.__dict__
     written: list[str] = []
     for block in extract_blocks(path.read_text(encoding="utf-8")):
         where = f"{path}:{block.line} ({block.kind} block)"

@@ -144,3 +144,15 @@ def test_runner_names_the_page_and_line_of_a_failing_block(tmp_path: Path) -> No
     assert f"FAILED: {page}:4 (python block)" in result.stderr
     assert f'File "{page}", line 6' in result.stderr
     assert "ValueError: rotten sample" in result.stderr
+
+
+def test_pages_run_as_a_real_main_module(tmp_path: Path) -> None:
+    # Libraries resolve string annotations through sys.modules[cls.__module__].
+    page = tmp_path / "annotations.md"
+    page.write_text(
+        "```python\nfrom __future__ import annotations\nimport typing\n\n"
+        "class Order:\n    total: Money\n\nclass Money:\n    pass\n\n"
+        "assert typing.get_type_hints(Order) == {'total': Money}\n```\n"
+    )
+    result = run(page, tmp_path)
+    assert result.returncode == 0, result.stderr
