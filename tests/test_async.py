@@ -115,19 +115,49 @@ def test_coroutine_task_in_a_sync_scope_is_a_usage_error_at_enqueue(kind: str) -
     assert [w for w in seen if issubclass(w.category, RuntimeWarning)] == []
 
 
-def test_sync_scope_inside_async_code_still_refuses_coroutine_tasks() -> None:
+def test_sync_scope_nested_in_an_async_scope_accepts_coroutine_tasks_for_its_parent() -> None:
+    # Decision (lead, core): a plain `with airlock.scope()` inside an async
+    # scope hands its intents to that async scope, which can await them.
     log = Log()
 
     async def main() -> None:
         async with airlock.scope() as outer:
-            with airlock.scope():  # a sync `with`: it could never await
-                with pytest.raises(airlock.UsageError):
-                    airlock.enqueue(log.coro("x"))
-            airlock.enqueue(log.coro("y"))
-            assert [i.name for i in outer.intents] == ["y"]
+            with airlock.scope():
+                airlock.enqueue(log.coro("x"))
+                airlock.enqueue(log.sync("y"))
+            assert [i.name for i in outer.captured_intents] == ["x", "y"]
+            assert log.events == []
 
     run(main)
-    assert log.events == ["y start", "y end"]
+    assert log.events == ["x start", "x end", "y"]
+
+
+def test_sync_scope_nested_in_an_async_scope_that_must_run_a_coroutine_itself_reports_it() -> None:
+    # If an ancestor lets the coroutine through, the sync scope would have to
+    # run it itself: it is reported as a failure (closed, never silently lost).
+    log = Log()
+
+    class LetThrough(airlock.Scope):
+        def before_descendant_flushes(
+            self, exiting_scope: airlock.Scope, intents: list[airlock.Intent]
+        ) -> list[airlock.Intent]:
+            return intents
+
+    async def main() -> None:
+        async with LetThrough():
+            with pytest.raises(airlock.DispatchError) as info:
+                with airlock.scope():
+                    airlock.enqueue(log.coro("x"))
+                    airlock.enqueue(log.sync("y"))
+            [(intent, exc)] = info.value.failures
+            assert intent.name == "x" and isinstance(exc, airlock.UsageError)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(main)
+        gc.collect()
+    assert log.events == ["y"]
+    assert [w for w in seen if issubclass(w.category, RuntimeWarning)] == []
 
 
 def test_nested_async_scopes_capture_and_the_outer_awaits() -> None:

@@ -94,6 +94,14 @@ def test_each_failure_is_logged_with_its_intent(caplog: pytest.LogCaptureFixture
     assert getattr(errors[1], "airlock_intent") is two
 
 
+def _scope_end_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "airlock" and r.levelno == logging.DEBUG and hasattr(r, "airlock_outcome")
+    ]
+
+
 def test_debug_record_per_flush_and_discard(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="airlock")
     with airlock.scope(airlock.BlockTasks({"b"})):
@@ -104,11 +112,13 @@ def test_debug_record_per_flush_and_discard(caplog: pytest.LogCaptureFixture) ->
         with airlock.scope():
             airlock.enqueue(print, _name="x")
             raise RuntimeError
-    debug = [r for r in caplog.records if r.name == "airlock" and r.levelno == logging.DEBUG]
-    assert len(debug) == 2
-    flushed, discarded = (r.getMessage() for r in debug)
-    assert "flushed" in flushed and "3 buffered" in flushed and "2 dispatched" in flushed
-    assert "discarded" in discarded and "1 buffered" in discarded and "0 dispatched" in discarded
+    flushed, discarded = _scope_end_records(caplog)
+    assert flushed.airlock_outcome == "flushed"  # type: ignore[attr-defined]
+    assert "2 dispatched, 1 dropped, 0 captured" in flushed.getMessage()
+    assert flushed.airlock_dispatched == ["a", "c"] and flushed.airlock_dropped == ["b"]  # type: ignore[attr-defined]
+    assert discarded.airlock_outcome == "discarded"  # type: ignore[attr-defined]
+    assert "0 dispatched, 1 dropped" in discarded.getMessage()
+    assert discarded.airlock_dropped == ["x"]  # type: ignore[attr-defined]
 
 
 def test_nested_flush_debug_record_counts_captured(caplog: pytest.LogCaptureFixture) -> None:
@@ -117,10 +127,27 @@ def test_nested_flush_debug_record_counts_captured(caplog: pytest.LogCaptureFixt
         airlock.enqueue(print, _name="own")
         with airlock.scope():
             airlock.enqueue(print, _name="inner")
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert len(messages) == 2
-    assert "1 buffered" in messages[0] and "0 dispatched" in messages[0]  # the inner scope: captured
-    assert "2 buffered (1 captured)" in messages[1] and "2 dispatched" in messages[1]
+    inner, outer = (r.getMessage() for r in _scope_end_records(caplog))
+    assert "0 dispatched, 0 dropped, 1 captured" in inner
+    assert "2 dispatched, 0 dropped, 0 captured" in outer
+
+
+def test_debug_record_per_dispatch_names_the_failures(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="airlock")
+    rec = Recorder()
+    with pytest.raises(airlock.DispatchError):
+        with airlock.scope():
+            airlock.enqueue(rec.task("ok"))
+            airlock.enqueue(rec.failing("bad", ValueError()))
+    [ran] = [r for r in caplog.records if hasattr(r, "airlock_failed")]
+    assert ran.airlock_intents == ["ok", "bad"] and ran.airlock_failed == ["bad"]  # type: ignore[attr-defined]
+
+
+def test_no_debug_records_when_debug_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="airlock")
+    with airlock.scope():
+        airlock.enqueue(print, _name="a")
+    assert [r for r in caplog.records if r.name == "airlock"] == []
 
 
 def test_dispatch_error_from_a_custom_dispatch_all_via_raise_failures() -> None:
