@@ -179,7 +179,13 @@ def test_constructed_directly_with_every_field() -> None:
     drop = airlock.DropAll()
     options = {"queue": "q"}
     intent = airlock.Intent(
-        send_email, (1,), {"a": 2}, name="n", origin="o", dispatch_options=options, local_policies=[drop]  # type: ignore[arg-type]
+        send_email,
+        (1,),
+        {"a": 2},
+        name="n",
+        origin="o",
+        dispatch_options=options,
+        local_policies=[drop],  # type: ignore[arg-type]
     )
     options["queue"] = "changed"
     assert (intent.name, intent.origin, intent.dispatch_options) == ("n", "o", {"queue": "q"})
