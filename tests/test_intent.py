@@ -191,3 +191,18 @@ def test_constructed_directly_with_every_field() -> None:
     assert (intent.name, intent.origin, intent.dispatch_options) == ("n", "o", {"queue": "q"})
     assert intent.local_policies == (drop,) and intent.passes_local_policies() is False
     assert str(intent) == "n(1, a=2)"
+
+
+def test_kwargs_of_one_intent_never_leak_into_another() -> None:
+    calls: list[dict[str, Any]] = []
+
+    def task(**kwargs: Any) -> None:
+        calls.append(kwargs)
+
+    with airlock.scope():
+        a = airlock.enqueue(task)
+        b = airlock.enqueue(task)
+        a.kwargs["leak"] = True  # the returned dict is not shared with b
+        c = airlock.enqueue(task, x=1)
+    assert b.kwargs == {} and c.kwargs == {"x": 1}
+    assert calls[1] == {} and calls[2] == {"x": 1}
