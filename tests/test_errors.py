@@ -95,7 +95,11 @@ def test_each_failure_is_logged_with_its_intent(caplog: pytest.LogCaptureFixture
 
 
 def _scope_end_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "airlock" and hasattr(r, "airlock_outcome")]
+    return [
+        r
+        for r in caplog.records
+        if r.name == "airlock" and r.levelno == logging.DEBUG and hasattr(r, "airlock_outcome")
+    ]
 
 
 def test_debug_record_per_flush_and_discard(caplog: pytest.LogCaptureFixture) -> None:
@@ -109,13 +113,12 @@ def test_debug_record_per_flush_and_discard(caplog: pytest.LogCaptureFixture) ->
             airlock.enqueue(print, _name="x")
             raise RuntimeError
     flushed, discarded = _scope_end_records(caplog)
-    assert flushed.levelno == discarded.levelno == logging.DEBUG
-    assert "flushed" in flushed.getMessage() and "2 dispatched, 1 dropped, 0 captured" in flushed.getMessage()
+    assert flushed.airlock_outcome == "flushed"  # type: ignore[attr-defined]
+    assert "2 dispatched, 1 dropped, 0 captured" in flushed.getMessage()
     assert flushed.airlock_dispatched == ["a", "c"] and flushed.airlock_dropped == ["b"]  # type: ignore[attr-defined]
-    assert "discarded" in discarded.getMessage() and "0 dispatched, 1 dropped" in discarded.getMessage()
+    assert discarded.airlock_outcome == "discarded"  # type: ignore[attr-defined]
+    assert "0 dispatched, 1 dropped" in discarded.getMessage()
     assert discarded.airlock_dropped == ["x"]  # type: ignore[attr-defined]
-    ran = [r for r in caplog.records if hasattr(r, "airlock_duration")]
-    assert len(ran) == 1 and ran[0].airlock_intents == ["a", "c"]  # type: ignore[attr-defined]
 
 
 def test_nested_flush_debug_record_counts_captured(caplog: pytest.LogCaptureFixture) -> None:
@@ -129,11 +132,22 @@ def test_nested_flush_debug_record_counts_captured(caplog: pytest.LogCaptureFixt
     assert "2 dispatched, 0 dropped, 0 captured" in outer
 
 
-def test_no_record_and_no_event_when_nobody_listens(caplog: pytest.LogCaptureFixture) -> None:
+def test_debug_record_per_dispatch_names_the_failures(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="airlock")
+    rec = Recorder()
+    with pytest.raises(airlock.DispatchError):
+        with airlock.scope():
+            airlock.enqueue(rec.task("ok"))
+            airlock.enqueue(rec.failing("bad", ValueError()))
+    [ran] = [r for r in caplog.records if hasattr(r, "airlock_failed")]
+    assert ran.airlock_intents == ["ok", "bad"] and ran.airlock_failed == ["bad"]  # type: ignore[attr-defined]
+
+
+def test_no_debug_records_when_debug_is_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="airlock")
     with airlock.scope():
         airlock.enqueue(print, _name="a")
-    assert _scope_end_records(caplog) == []
+    assert [r for r in caplog.records if r.name == "airlock"] == []
 
 
 def test_dispatch_error_from_a_custom_dispatch_all_via_raise_failures() -> None:

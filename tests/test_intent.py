@@ -173,3 +173,36 @@ def test_local_policies_and_passes_local_policies() -> None:
     assert ok.passes_local_policies() is True
     assert dropped.local_policies == (allow, drop)  # outermost first
     assert dropped.passes_local_policies() is False
+
+
+def test_constructed_directly_with_every_field() -> None:
+    drop = airlock.DropAll()
+    options = {"queue": "q"}
+    intent = airlock.Intent(
+        send_email,
+        (1,),
+        {"a": 2},
+        name="n",
+        origin="o",
+        dispatch_options=options,
+        local_policies=[drop],  # type: ignore[arg-type]
+    )
+    options["queue"] = "changed"
+    assert (intent.name, intent.origin, intent.dispatch_options) == ("n", "o", {"queue": "q"})
+    assert intent.local_policies == (drop,) and intent.passes_local_policies() is False
+    assert str(intent) == "n(1, a=2)"
+
+
+def test_kwargs_of_one_intent_never_leak_into_another() -> None:
+    calls: list[dict[str, Any]] = []
+
+    def task(**kwargs: Any) -> None:
+        calls.append(kwargs)
+
+    with airlock.scope():
+        a = airlock.enqueue(task)
+        b = airlock.enqueue(task)
+        a.kwargs["leak"] = True  # the returned dict is not shared with b
+        c = airlock.enqueue(task, x=1)
+    assert b.kwargs == {} and c.kwargs == {"x": 1}
+    assert calls[1] == {} and calls[2] == {"x": 1}

@@ -421,9 +421,9 @@ def _outcome(runner: Runner, root_box: list[airlock.Scope], result: list[Outcome
         escaped = "dispatch"
     [root] = root_box
     pair = lambda i: (i.name, i.args[0])  # noqa: E731
-    result.append(
-        Outcome(runner.dispatched, [pair(i) for i in root.own_intents], [pair(i) for i in root.captured_intents], escaped)
-    )
+    own = [pair(i) for i in root.own_intents]
+    captured = [pair(i) for i in root.captured_intents]
+    result.append(Outcome(runner.dispatched, own, captured, escaped))
     assert airlock.get_current_scope() is None
 
 
@@ -500,7 +500,8 @@ def test_model_examples_from_the_spec() -> None:
     # ...and after they were captured by an outer scope
     inner_tx = Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False, tx=True), Rollback()), False, tx=True)
     assert run_model(_root(inner_tx)).dispatched == []
-    inner_rollback = Scope(("allow",), None, (A, Scope(("allow",), None, (B, Rollback()), False, tx=True)), False, tx=True)
+    rolls_back = Scope(("allow",), None, (B, Rollback()), False, tx=True)
+    inner_rollback = Scope(("allow",), None, (A, rolls_back), False, tx=True)
     assert run_model(_root(inner_rollback)).dispatched == [("a", 0)]
     # once its scope has ended, a savepoint cannot roll back any more
     assert len(run_model(_root(Scope(("allow",), None, (A,), False, tx=True), Rollback())).dispatched) == 1

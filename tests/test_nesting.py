@@ -390,6 +390,7 @@ def test_condition_voids_the_intent_after_capture() -> None:
 def test_condition_voids_intents_let_through_by_before_descendant_flushes() -> None:
     rec = Recorder()
     sp = Savepoint()
+
     class Tx(TxScope, PassThrough):
         passthrough = frozenset({"x"})
 

@@ -1,134 +1,141 @@
-"""Observers and the structured records: seeing flushes, discards and dispatches without a policy."""
+"""Observers: one event per scope end and per executed batch."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import airlock
-from airlock import DispatchEvent, ScopeEndEvent
+from core_helpers import Recorder
 
 
-class Recording:
+class Spy:
     def __init__(self) -> None:
-        self.ends: list[ScopeEndEvent] = []
-        self.dispatches: list[DispatchEvent] = []
+        self.ends: list[airlock.ScopeEndEvent] = []
+        self.dispatches: list[airlock.DispatchEvent] = []
 
-    def on_scope_end(self, event: ScopeEndEvent) -> None:
+    def on_scope_end(self, event: airlock.ScopeEndEvent) -> None:
         self.ends.append(event)
 
-    def on_dispatch(self, event: DispatchEvent) -> None:
+    def on_dispatch(self, event: airlock.DispatchEvent) -> None:
         self.dispatches.append(event)
 
 
 @pytest.fixture
-def observer() -> Iterator[Recording]:
-    recording = Recording()
-    airlock.add_observer(recording)
+def spy() -> Iterator[Spy]:
+    observer = Spy()
+    airlock.add_observer(observer)
     try:
-        yield recording
+        yield observer
     finally:
-        airlock.remove_observer(recording)
+        airlock.remove_observer(observer)
 
 
-def noop(*args: object) -> None:
-    pass
+def _names(intents: Any) -> list[str]:
+    return [i.name for i in intents]
 
 
-def test_flush_reports_dispatched_dropped_and_captured_with_scope_and_origin(observer: Recording) -> None:
-    with airlock.scope(airlock.BlockTasks({"blocked"}), origin="GET /orders") as outer:
-        airlock.enqueue(noop, _name="kept")
-        airlock.enqueue(noop, _name="blocked")
+def test_flush_event(spy: Spy) -> None:
+    rec = Recorder()
+    with airlock.Scope(airlock.BlockTasks({"b"}), origin="/checkout") as s:
+        airlock.enqueue(rec.task("a"))
+        airlock.enqueue(rec.task("b"))
+    [end] = spy.ends
+    assert end.scope is s and end.scope_id == s.id and end.outcome == "flushed"
+    assert end.origin == "/checkout"
+    assert _names(end.dispatched) == ["a"] and _names(end.dropped) == ["b"] and end.captured == ()
+    [ran] = spy.dispatches
+    assert ran.scope is s and _names(ran.intents) == ["a"] and ran.failures == () and ran.duration >= 0
+
+
+def test_discard_event(spy: Spy) -> None:
+    with pytest.raises(ValueError):
+        with airlock.scope():
+            airlock.enqueue(print, _name="x")
+            raise ValueError
+    [end] = spy.ends
+    assert end.outcome == "discarded" and _names(end.dropped) == ["x"] and end.dispatched == ()
+    assert spy.dispatches == []
+
+
+def test_nested_events_show_what_was_captured(spy: Spy) -> None:
+    rec = Recorder()
+    with airlock.scope() as outer:
         with airlock.scope() as inner:
-            airlock.enqueue(noop, _name="nested")
-    first, second = observer.ends
-    assert first.scope is inner and first.outcome == "flushed"
-    assert [i.name for i in first.captured] == ["nested"] and first.dispatched == () and first.dropped == ()
-    assert first.origin == "GET /orders"  # inherited from the enclosing scope
-    assert second.scope is outer and second.scope_id == outer.id != inner.id
-    assert [i.name for i in second.dispatched] == ["kept", "nested"]
-    assert [i.name for i in second.dropped] == ["blocked"]
-    (run,) = observer.dispatches
-    assert [i.name for i in run.intents] == ["kept", "nested"] and run.failures == ()
-    assert run.duration >= 0 and run.origin == "GET /orders"
-    assert {i.origin for i in run.intents} == {"GET /orders"}
+            airlock.enqueue(rec.task("x"))
+    first, second = spy.ends
+    assert first.scope is inner and _names(first.captured) == ["x"] and first.dispatched == ()
+    assert second.scope is outer and _names(second.dispatched) == ["x"]
+    assert [d.scope for d in spy.dispatches] == [outer]
 
 
-def test_discard_reports_everything_dropped_and_nothing_dispatched(observer: Recording) -> None:
-    with pytest.raises(KeyError):
-        with airlock.scope() as scope:
-            airlock.enqueue(noop, _name="a")
-            raise KeyError
-    (event,) = observer.ends
-    assert event.scope is scope and event.outcome == "discarded"
-    assert [i.name for i in event.dropped] == ["a"] and event.dispatched == ()
-    assert observer.dispatches == []
-
-
-def test_dispatch_event_carries_failures(observer: Recording) -> None:
-    def boom() -> None:
-        raise ValueError("no")
-
+def test_failures_reach_the_dispatch_event(spy: Spy) -> None:
+    rec = Recorder()
+    err = KeyError("k")
     with pytest.raises(airlock.DispatchError):
         with airlock.scope():
-            airlock.enqueue(boom)
-            airlock.enqueue(noop, _name="fine")
-    (run,) = observer.dispatches
-    assert [i.name for i in run.intents] == ["boom", "fine"]
-    ((failed, error),) = run.failures
-    assert failed.name == "boom" and isinstance(error, ValueError)
+            airlock.enqueue(rec.failing("bad", err))
+    [ran] = spy.dispatches
+    assert [(i.name, e) for i, e in ran.failures] == [("bad", err)]
+
+
+def test_deferred_dispatch_reports_when_it_runs(spy: Spy) -> None:
+    rec = Recorder()
+
+    class Deferred(airlock.Scope):
+        pending: list[airlock.Intent] = []
+
+        def _dispatch_all(self, intents: list[airlock.Intent]) -> None:
+            self.pending = intents
+
+        def commit(self) -> None:
+            super()._dispatch_all(self.pending)
+
+    with Deferred() as s:
+        airlock.enqueue(rec.task("later"))
+    assert len(spy.ends) == 1 and spy.dispatches == []
+    s.commit()
+    assert rec.names == ["later"] and _names(spy.dispatches[0].intents) == ["later"]
+
+
+def test_add_twice_notifies_once_and_remove_stops(spy: Spy) -> None:
+    airlock.add_observer(spy)
+    with airlock.scope():
+        airlock.enqueue(print, _name="a")
+    assert len(spy.ends) == 1
+    airlock.remove_observer(spy)
+    airlock.remove_observer(spy)  # not registered any more: no error
+    with airlock.scope():
+        airlock.enqueue(print, _name="a")
+    assert len(spy.ends) == 1
+
+
+def test_bad_observer_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="on_scope_end"):
+        airlock.add_observer(object())  # type: ignore[arg-type]
 
 
 def test_a_failing_observer_is_logged_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    class Broken(Recording):
-        def on_scope_end(self, event: ScopeEndEvent) -> None:
+    class Broken(Spy):
+        def on_scope_end(self, event: airlock.ScopeEndEvent) -> None:
             raise RuntimeError("observer bug")
 
     broken = Broken()
     airlock.add_observer(broken)
-    ran: list[str] = []
+    rec = Recorder()
     try:
         with airlock.scope():
-            airlock.enqueue(ran.append, "effect")
+            airlock.enqueue(rec.task("a"))
     finally:
         airlock.remove_observer(broken)
-    assert ran == ["effect"]
-    assert len(broken.dispatches) == 1
+    assert rec.names == ["a"]
     assert any("observer" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert len(broken.dispatches) == 1
 
 
-def test_add_observer_validates_and_is_idempotent_remove_is_forgiving() -> None:
-    with pytest.raises(TypeError, match="on_scope_end"):
-        airlock.add_observer(object())  # type: ignore[arg-type]
-    recording = Recording()
-    airlock.add_observer(recording)
-    airlock.add_observer(recording)
-    try:
-        with airlock.scope():
-            airlock.enqueue(noop)
-        assert len(recording.ends) == 1  # registered once
-    finally:
-        airlock.remove_observer(recording)
-    airlock.remove_observer(recording)  # not registered any more: no error
-    with airlock.scope():
-        airlock.enqueue(noop)
-    assert len(recording.ends) == 1
-
-
-def test_empty_scopes_produce_no_event(observer: Recording) -> None:
-    with airlock.scope():
-        pass
-    assert observer.ends == [] and observer.dispatches == []
-
-
-def test_debug_records_carry_the_event(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="airlock")
-    with airlock.scope(origin="task:report") as scope:
-        airlock.enqueue(noop, _name="a")
-    end = next(r for r in caplog.records if hasattr(r, "airlock_outcome"))
-    assert end.airlock.scope is scope and end.airlock_scope_id == scope.id  # type: ignore[attr-defined]
-    assert "origin=task:report" in end.getMessage()
-    run = next(r for r in caplog.records if hasattr(r, "airlock_duration"))
-    assert run.airlock_intents == ["a"] and run.airlock_failed == []  # type: ignore[attr-defined]
+def test_scope_ids_are_unique_and_stable() -> None:
+    a, b = airlock.Scope(), airlock.Scope()
+    assert a.id != b.id and a.id == a.id

@@ -170,3 +170,15 @@ def test_callable_policy_is_taken_as_policy_not_as_function() -> None:
 
     work()
     assert rec.calls == []
+
+
+def test_policy_given_twice_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="both"):
+        airlock.scoped(airlock.DropAll(), policy=airlock.AllowAll())  # type: ignore[call-overload]
+
+
+def test_policy_class_is_a_type_error_at_decoration() -> None:
+    with pytest.raises(TypeError, match=r"DropAll\(\)"):
+        airlock.scoped(airlock.DropAll)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="policy"):
+        airlock.scoped(policy=object())  # type: ignore[call-overload]

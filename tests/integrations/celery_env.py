@@ -28,10 +28,23 @@ class CeleryEnv:
     results_key: str
     record: Any
 
-    def queue_size(self, name: str) -> int:
-        """Messages waiting in queue ``name`` on the broker (declared if missing)."""
+    def _count(self, name: str) -> int:
         with self.app.connection_for_write() as conn:
             return int(conn.default_channel.queue_declare(queue=name, durable=True, auto_delete=False).message_count)
+
+    def queue_size(self, name: str, expected: int | None = None, timeout: float = 5.0) -> int:
+        """Messages waiting in queue ``name`` on the broker (declared if missing).
+
+        RabbitMQ reports a message published on another channel a moment
+        later, and more so on a loaded machine: given ``expected``, poll until
+        the count reaches it (or ``timeout``) and return the last count seen.
+        """
+        count = self._count(name)
+        deadline = time.monotonic() + timeout
+        while expected is not None and count != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = self._count(name)
+        return count
 
     def wait_for_results(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -71,11 +71,11 @@ def test_shim_delay_is_buffered_warned_at_the_call_site_and_runs_on_a_worker(env
             intent = shim_task.delay(5)
             assert isinstance(intent, airlock.Intent)
             assert scope.intents == [intent]
-            assert env.queue_size(env.queue) == 0
+            assert env.queue_size(env.queue, expected=0) == 0
     (warning,) = _deprecations(record)
     assert (warning.filename, warning.lineno) == (__file__, line)
     assert "shimmed.delay()" in str(warning.message)
-    assert env.queue_size(env.queue) == 1
+    assert env.queue_size(env.queue, expected=1) == 1
     with env.worker():
         (result,) = env.wait_for_results(1)
     assert result["value"] == 5
@@ -89,8 +89,8 @@ def test_shim_apply_async_options_become_dispatch_options(env: CeleryEnv, shim_t
             intent = shim_task.apply_async((6,), queue=other, task_id="airlock-exec-fixed-id")
     assert intent.dispatch_options == {"queue": other, "task_id": "airlock-exec-fixed-id"}
     assert (record[0].filename, record[0].lineno) == (__file__, line)
-    assert env.queue_size(env.queue) == 0
-    assert env.queue_size(other) == 1
+    assert env.queue_size(env.queue, expected=0) == 0
+    assert env.queue_size(other, expected=1) == 1
 
 
 def test_shim_outside_a_scope_raises_and_sends_nothing(env: CeleryEnv, shim_task: Any) -> None:
@@ -99,7 +99,7 @@ def test_shim_outside_a_scope_raises_and_sends_nothing(env: CeleryEnv, shim_task
             shim_task.delay(1)
     with pytest.warns(DeprecationWarning), pytest.raises(airlock.NoScopeError):
         shim_task.apply_async((1,), countdown=3)
-    assert env.queue_size(env.queue) == 0
+    assert env.queue_size(env.queue, expected=0) == 0
 
 
 def test_shim_discarded_scope_sends_nothing(env: CeleryEnv, shim_task: Any) -> None:
@@ -107,7 +107,7 @@ def test_shim_discarded_scope_sends_nothing(env: CeleryEnv, shim_task: Any) -> N
         with airlock.scope(executor=celery_executor):
             shim_task.delay(1)
             raise KeyError("failed")
-    assert env.queue_size(env.queue) == 0
+    assert env.queue_size(env.queue, expected=0) == 0
 
 
 def test_shim_retry_is_sent_not_buffered(env: CeleryEnv) -> None:
@@ -141,11 +141,11 @@ def test_intercept_buffers_inside_a_scope_with_options(env: CeleryEnv, intercept
             apply_line = _next_line()
             env.record.apply_async((2,), {"tag": "apply"}, queue=other)
             assert [i.dispatch_options for i in scope.intents] == [None, {"queue": other}]
-            assert env.queue_size(env.queue) == env.queue_size(other) == 0
+            assert env.queue_size(env.queue) == env.queue_size(other, expected=0) == 0
     assert [(w.filename, w.lineno) for w in _deprecations(record)] == [(__file__, delay_line), (__file__, apply_line)]
     assert "buffered" in str(_deprecations(record)[0].message)
-    assert env.queue_size(env.queue) == 1
-    assert env.queue_size(other) == 1  # the executor sent them once: no re-interception
+    assert env.queue_size(env.queue, expected=1) == 1
+    assert env.queue_size(other, expected=1) == 1  # the executor sent them once: no re-interception
 
 
 def test_intercept_passes_through_outside_a_scope(env: CeleryEnv, intercept: None) -> None:
@@ -157,7 +157,7 @@ def test_intercept_passes_through_outside_a_scope(env: CeleryEnv, intercept: Non
     (warning,) = _deprecations(record)
     assert (warning.filename, warning.lineno) == (__file__, line)
     assert "right away" in str(warning.message)
-    assert env.queue_size(env.queue) == 1
+    assert env.queue_size(env.queue, expected=1) == 1
 
 
 def test_intercepted_apply_async_passes_through_outside_a_scope_with_its_options(
@@ -169,8 +169,8 @@ def test_intercepted_apply_async_passes_through_outside_a_scope_with_its_options
         line = _next_line()
         env.record.apply_async((3,), queue=other)
     assert (record[0].filename, record[0].lineno) == (__file__, line)
-    assert env.queue_size(env.queue) == 0
-    assert env.queue_size(other) == 1
+    assert env.queue_size(env.queue, expected=0) == 0
+    assert env.queue_size(other, expected=1) == 1
 
 
 def test_intercept_discarded_scope_sends_nothing(env: CeleryEnv, intercept: None) -> None:
@@ -180,7 +180,7 @@ def test_intercept_discarded_scope_sends_nothing(env: CeleryEnv, intercept: None
             env.record.delay(4)
             env.record.apply_async((5,), countdown=1)
             raise ValueError("rolled back")
-    assert env.queue_size(env.queue) == 0
+    assert env.queue_size(env.queue, expected=0) == 0
 
 
 def test_installing_twice_is_harmless_and_uninstall_restores(env: CeleryEnv, intercept: None) -> None:
@@ -192,7 +192,7 @@ def test_installing_twice_is_harmless_and_uninstall_restores(env: CeleryEnv, int
             env.record.delay(1)
             assert len(scope.intents) == 1
     assert len(_deprecations(record.list)) == 1
-    assert env.queue_size(env.queue) == 1
+    assert env.queue_size(env.queue, expected=1) == 1
 
     uninstall_global_intercept()
     with warnings.catch_warnings(record=True) as after:
@@ -201,7 +201,7 @@ def test_installing_twice_is_harmless_and_uninstall_restores(env: CeleryEnv, int
             env.record.delay(2)  # plain Celery again: sent at once, not buffered
             assert scope.intents == []
     assert _deprecations(after) == []
-    assert env.queue_size(env.queue) == 2
+    assert env.queue_size(env.queue, expected=2) == 2
 
 
 def test_intercept_for_one_app_leaves_other_apps_alone(env: CeleryEnv, intercept: None) -> None:
@@ -215,7 +215,7 @@ def test_intercept_for_one_app_leaves_other_apps_alone(env: CeleryEnv, intercept
             env.record.delay(1)
             assert scope.intents == []
     assert _deprecations(record) == []
-    assert env.queue_size(env.queue) == 1
+    assert env.queue_size(env.queue, expected=1) == 1
     other_app.close()
 
 
@@ -267,5 +267,5 @@ def test_task_run_discards_on_exception_and_on_retry(env: CeleryEnv, intercept: 
             # The retry message itself is sent (never buffered): the second
             # attempt runs and its child escapes; the failing attempts' do not.
             results = env.wait_for_results(1)
-            assert env.queue_size(env.queue) == 0
+            assert env.queue_size(env.queue, expected=0) == 0
     assert [(r["tag"], r["value"]) for r in results] == [("child", "retry-attempt-1")]

@@ -33,8 +33,8 @@ def test_flushed_intent_goes_through_the_broker_and_a_worker_runs_it(celery_env:
     with airlock.scope(executor=celery_executor):
         airlock.enqueue(celery_env.record, 41, tag="first")
         airlock.enqueue(celery_env.record, 42, tag="second")
-        assert celery_env.queue_size(celery_env.queue) == 0  # nothing escapes before the flush
-    assert celery_env.queue_size(celery_env.queue) == 2
+        assert celery_env.queue_size(celery_env.queue, expected=0) == 0  # nothing escapes before the flush
+    assert celery_env.queue_size(celery_env.queue, expected=2) == 2
     with celery_env.worker():
         results = celery_env.wait_for_results(2)
     assert [(r["value"], r["tag"]) for r in results] == [(41, "first"), (42, "second")]
@@ -45,19 +45,19 @@ def test_discarded_scope_sends_nothing(celery_env: CeleryEnv) -> None:
         with airlock.scope(executor=celery_executor):
             airlock.enqueue(celery_env.record, 1)
             raise RuntimeError("the unit of work failed")
-    assert celery_env.queue_size(celery_env.queue) == 0
+    assert celery_env.queue_size(celery_env.queue, expected=0) == 0
     # Control: the same enqueue in a scope that succeeds does reach the queue.
     with airlock.scope(executor=celery_executor):
         airlock.enqueue(celery_env.record, 2)
-    assert celery_env.queue_size(celery_env.queue) == 1
+    assert celery_env.queue_size(celery_env.queue, expected=1) == 1
 
 
 def test_queue_option_routes_to_that_queue(celery_env: CeleryEnv) -> None:
     other = f"{celery_env.queue}-other"
     with airlock.scope(executor=celery_executor):
         airlock.enqueue(celery_env.record, "routed", _dispatch_options={"queue": other})
-    assert celery_env.queue_size(celery_env.queue) == 0
-    assert celery_env.queue_size(other) == 1
+    assert celery_env.queue_size(celery_env.queue, expected=0) == 0
+    assert celery_env.queue_size(other, expected=1) == 1
     with celery_env.worker(other):
         (result,) = celery_env.wait_for_results(1)
     assert result["value"] == "routed"
