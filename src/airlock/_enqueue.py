@@ -17,6 +17,8 @@ _current_scope = current.get
 _local_policies = local_policies.get
 _new = object.__new__
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
+# One-entry memo of the last task found not to be a coroutine function.
+_last_sync_task: list[object] = [None]
 
 
 def enqueue(
@@ -60,15 +62,17 @@ def enqueue(
         )
     if scope._state > _EXITED:  # flushed/discarded, or a policy is judging
         scope._refuse(intent)
-    if not scope._async:
+    if not scope._async and task is not _last_sync_task[0]:
         # A sync scope could never await a coroutine task: say so here, at the
-        # line that asked for it, instead of losing the effect at flush.
+        # line that asked for it, instead of losing the effect at flush. The
+        # answer never changes for a task, and loops enqueue the same one.
         code = getattr(task, "__code__", None)
         if (code.co_flags & _CO_COROUTINE) if code is not None else _is_coroutine_callable(task):
             raise UsageError(
                 f"{intent.name} is a coroutine function, but the active scope flushes synchronously "
                 "and could never await it; use 'async with airlock.scope()'"
             )
+        _last_sync_task[0] = task
     checks = scope._checks
     if checks is None:
         checks = scope._resolve_checks()
