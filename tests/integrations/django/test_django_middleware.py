@@ -6,8 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.db import connections
-from django.test import Client
+from django.test import Client, modify_settings
+
+import airlock
+from airlock.integrations.django import DjangoScope
 
 from integrations.django.testapp.effects import labels
 from integrations.django.testapp.models import Order
@@ -129,3 +133,19 @@ def test_placement_in_middleware_with_a_transaction_that_rolls_back(
     assert response.status_code == 200
     assert ran == []
     assert not Order.objects.exists()
+
+
+def test_the_request_scope_is_the_configured_class(settings: Any, ran: list[tuple[str, bool]]) -> None:
+    settings.AIRLOCK = {"SCOPE": "airlock.Scope"}  # opting out of DjangoScope is respected
+    response = Client().get("/effect/200/")
+    assert type(response.wsgi_request.airlock_scope) is airlock.Scope
+    assert labels() == ["status-200"]
+
+
+def test_without_the_app_requests_still_get_a_django_scope(ran: list[tuple[str, bool]]) -> None:
+    airlock.reset_configuration()  # what a project without the app has: the core's defaults
+    with modify_settings(INSTALLED_APPS={"remove": ["airlock.integrations.django"]}):
+        assert not apps.is_installed("airlock.integrations.django")
+        response = Client().get("/effect/200/")
+    assert type(response.wsgi_request.airlock_scope) is DjangoScope
+    assert labels() == ["status-200"]
