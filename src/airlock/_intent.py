@@ -17,13 +17,19 @@ def task_name(task: object) -> str:
 
     Celery and Huey tasks carry a dotted ``name``, Dramatiq actors an
     ``actor_name``: the last dotted part of those wins, then ``__name__``,
-    then ``str(task)``.
+    then the ``__name__`` of a wrapped ``.func`` (Huey's TaskWrapper,
+    ``functools.partial``), then ``str(task)``.
     """
     for attr in ("name", "actor_name"):
         value = getattr(task, attr, None)
         if isinstance(value, str) and value:
             return value.rpartition(".")[2]
     name = getattr(task, "__name__", None)
+    if isinstance(name, str):
+        return name
+    # Wrappers that keep the function as ``.func`` (Huey 2.5+/3 TaskWrapper,
+    # functools.partial) are named after it.
+    name = getattr(getattr(task, "func", None), "__name__", None)
     if isinstance(name, str):
         return name
     return str(task)
