@@ -19,8 +19,12 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[test]"
 	touch $@
 
+# The demo shop: Django on SQLite, tasks on a Huey queue with SQLite storage
+# and an in-process worker. A fresh database each run; no server needed.
 demo: $(VENV)/.demo-installed
-	$(PY) examples/tour.py
+	cd examples/shop && rm -f db.sqlite3 huey.sqlite3 && \
+		$(abspath $(PY)) manage.py migrate -v 0 && \
+		$(abspath $(PY)) manage.py tour
 
 # The second pytest run repeats the Django tests on PostgreSQL (skipped when it is
 # down, failing under AIRLOCK_REQUIRE_SERVICES=1), appending to the coverage data.
