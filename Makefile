@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-core bench typecheck docs clean
+.PHONY: demo tour test bench typecheck docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(VENV)/.demo-installed
 	cd examples/shop && rm -f db.sqlite3 huey.sqlite3 && \
 		$(abspath $(PY)) manage.py migrate -v 0 && \
 		$(abspath $(PY)) manage.py tour
+
+# The core in eight steps, no framework needed.
+tour: $(VENV)/.demo-installed
+	$(PY) examples/tour.py
 
 # The second pytest run repeats the Django tests on PostgreSQL (skipped when it is
 # down, failing under AIRLOCK_REQUIRE_SERVICES=1), appending to the coverage data.
