@@ -39,6 +39,10 @@ def make_drop_all() -> airlock.DropAll:
     return airlock.DropAll()
 
 
+def make_not_a_policy() -> int:
+    return 42
+
+
 class NotAScope:
     pass
 
@@ -110,6 +114,7 @@ def test_get_setting_refuses_a_name_that_is_not_a_key() -> None:
         ({"POLICY": "airlock.NoSuchPolicy"}, "airlock.E002", "'airlock.NoSuchPolicy' cannot be imported", "dotted path"),
         ({"POLICY": "airlock.enqueue"}, "airlock.E002", "could not be instantiated", "policy class"),
         ({"POLICY": 42}, "airlock.E002", "is not a policy", "on_enqueue(intent) and allows(intent)"),
+        ({"POLICY": f"{__name__}.make_not_a_policy"}, "airlock.E002", "is not a policy (got 42)", "allows(intent)"),
         ({"EXECUTOR": "no.such.module.executor"}, "airlock.E003", "cannot be imported", "dotted path"),
         ({"EXECUTOR": "airlock.DropAll"}, "airlock.E003", "is not an executor", "function taking an Intent"),
         ({"SCOPE": f"{__name__}.NotAScope"}, "airlock.E004", "is not a subclass of airlock.Scope", "DjangoScope"),
@@ -141,9 +146,15 @@ def test_broken_setting_fails_closed_every_enqueue_raises_nothing_dispatches(
     settings: Any, ran: list[tuple[str, bool]]
 ) -> None:
     settings.AIRLOCK = {"POLICY": "airlock.NoSuchPolicy"}
+    policy = airlock.get_configuration()["policy"]
+    assert repr(policy) == "<airlock misconfigured: airlock.E002>"
     with pytest.raises(ImproperlyConfigured, match=r"airlock.E002.*NoSuchPolicy"):
         with airlock.scope():
             airlock.enqueue(record, "x")
+    # Whatever reaches it at flush is not let out either.
+    with airlock.scope(policy=airlock.DropAll()):
+        intent = airlock.enqueue(record, "y")
+    assert policy.allows(intent) is False
     assert ran == []
 
 

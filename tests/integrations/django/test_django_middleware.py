@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import asyncio
+
 import pytest
+from asgiref.sync import iscoroutinefunction
 from django.apps import apps
 from django.db import connections
-from django.test import Client, modify_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory, modify_settings
 
 import airlock
-from airlock.integrations.django import DjangoScope
+from airlock.integrations.django import AirlockMiddleware, DjangoScope
 
-from integrations.django.testapp.effects import labels
+from integrations.django.testapp.effects import labels, record
 from integrations.django.testapp.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,3 +153,33 @@ def test_without_the_app_requests_still_get_a_django_scope(ran: list[tuple[str, 
         response = Client().get("/effect/200/")
     assert type(response.wsgi_request.airlock_scope) is DjangoScope
     assert labels() == ["status-200"]
+
+
+def test_an_exception_raised_through_the_middleware_discards_and_propagates(ran: list[tuple[str, bool]]) -> None:
+    # Django turns view errors into 500 responses before they reach a
+    # middleware; what still arrives as an exception (from a handler further in,
+    # or BaseException) must discard the scope and propagate untouched.
+    request = RequestFactory().get("/anything/")
+
+    def get_response(request: HttpRequest) -> HttpResponse:
+        airlock.enqueue(record, "never")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        AirlockMiddleware(get_response)(request)
+    assert request.airlock_scope.is_discarded and ran == []
+
+
+def test_a_cancelled_async_request_discards_and_propagates(ran: list[tuple[str, bool]]) -> None:
+    # Under ASGI a client disconnect cancels the request's task.
+    request = RequestFactory().get("/anything/")
+
+    async def get_response(request: HttpRequest) -> HttpResponse:
+        airlock.enqueue(record, "never")
+        raise asyncio.CancelledError
+
+    middleware = AirlockMiddleware(get_response)
+    assert iscoroutinefunction(middleware)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(middleware(request))
+    assert request.airlock_scope.is_discarded and ran == []
