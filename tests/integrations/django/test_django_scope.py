@@ -319,9 +319,12 @@ def test_async_flush_inside_atomic_on_the_loop_is_refused(
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     async def unit_of_work() -> None:
-        with transaction.atomic():
-            async with airlock.scope():
-                airlock.enqueue(arecord, "never")
+        try:
+            with transaction.atomic():
+                async with airlock.scope():
+                    airlock.enqueue(arecord, "never")
+        finally:
+            connections.close_all()  # the event loop's own connection
 
     with pytest.raises(UsageError, match=r"asynchronously inside transaction.atomic\(\) on database 'default'"):
         asyncio.run(unit_of_work())
