@@ -27,7 +27,8 @@ def send_confirmation_email(order_id: int) -> None:
     if order is None:  # would mean an effect escaped a rolled-back transaction
         _log(f"send_confirmation_email: order #{order_id} DOES NOT EXIST")
         return
-    _log(f"send_confirmation_email: mail to {order.email}: order #{order.id} ({order.quantity} x {order.item})")
+    summary = f"order #{order.id} ({order.quantity} x {order.item})"
+    _log(f"send_confirmation_email: mail to {order.email}: {summary}")
 
 
 @huey.task()

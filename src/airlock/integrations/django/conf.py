@@ -80,7 +80,9 @@ def get_setting(name: str, default: Any = None) -> Any:
     instead of quietly returning the default.
     """
     if name not in SETTING_KEYS:
-        raise ValueError(f"get_setting({name!r}): not an AIRLOCK key; valid keys are: {', '.join(SETTING_KEYS)}")
+        raise ValueError(
+            f"get_setting({name!r}): not an AIRLOCK key; valid keys are: {', '.join(SETTING_KEYS)}"
+        )
     return _raw().get(name, default)
 
 

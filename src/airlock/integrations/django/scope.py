@@ -86,7 +86,9 @@ def tie_to_transactions(intent: Intent) -> None:
 
 
 def _open_connections() -> list[BaseDatabaseWrapper]:
-    """The connections this thread/context has created (what ``connections.all(initialized_only=True)`` gives).
+    """The connections this thread or context has created.
+
+    The same as ``connections.all(initialized_only=True)``.
 
     This runs on every enqueue; reading the per-thread store directly costs
     half as much as the public call, which looks every alias up twice.

@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # An in-process Huey consumer: one worker thread, polling SQLite often.
-        consumer = huey.create_consumer(workers=1, worker_type="thread", initial_delay=0.02, backoff=1, max_delay=0.02)
+        consumer = huey.create_consumer(
+            workers=1, worker_type="thread", initial_delay=0.02, backoff=1, max_delay=0.02
+        )
         consumer.start()
         try:
             self.tour()
@@ -48,7 +50,7 @@ class Command(BaseCommand):
 
         out("1. Successful checkout: POST /checkout/ as alice")
         response = self.checkout(email="alice@example.com")
-        out(f"   {response.status_code} -> order committed; airlock handed its intents to Huey after the commit")
+        out(f"   {response.status_code} -> order committed; then airlock handed its intents to Huey")
         self.show(self.drain())
 
         out("2. Failing checkout: bob's card is declined, the view rolls back")
