@@ -37,6 +37,16 @@ def atomic_requests() -> Iterator[None]:
         db["ATOMIC_REQUESTS"] = False
 
 
+@pytest.fixture(params=[False, True], ids=["ATOMIC_REQUESTS-off", "ATOMIC_REQUESTS-on"])
+def atomic_requests_either_way(request: pytest.FixtureRequest) -> Iterator[None]:
+    db = connections.settings["default"]
+    db["ATOMIC_REQUESTS"] = request.param
+    try:
+        yield
+    finally:
+        db["ATOMIC_REQUESTS"] = False
+
+
 @pytest.mark.parametrize("status", [200, 201, 204, 301, 302, 304])
 def test_success_and_redirect_flush_after_the_response(
     client: Client, ran: list[tuple[str, bool]], status: int
@@ -115,7 +125,7 @@ def test_atomic_requests_rolled_back_savepoint_in_view(
     ids=["transaction-outside-airlock", "transaction-inside-airlock"],
 )
 def test_placement_in_middleware_with_a_transaction_that_commits(
-    settings: Any, ran: list[tuple[str, bool]], middleware: list[str]
+    settings: Any, ran: list[tuple[str, bool]], middleware: list[str], atomic_requests_either_way: None
 ) -> None:
     settings.MIDDLEWARE = middleware
     assert Client().get("/effect/200/").status_code == 200
@@ -128,7 +138,7 @@ def test_placement_in_middleware_with_a_transaction_that_commits(
     ids=["transaction-outside-airlock", "transaction-inside-airlock"],
 )
 def test_placement_in_middleware_with_a_transaction_that_rolls_back(
-    settings: Any, ran: list[tuple[str, bool]], middleware: list[str]
+    settings: Any, ran: list[tuple[str, bool]], middleware: list[str], atomic_requests_either_way: None
 ) -> None:
     settings.MIDDLEWARE = middleware
     # A 200 the surrounding transaction rolls back anyway: airlock flushed (or
