@@ -66,7 +66,7 @@ def _marker_for(connection: BaseDatabaseWrapper) -> _CommitMarker:
         cache = (pending, {})
         connection._airlock_markers = cache
     marker = cache[1].get(level)
-    if marker is None:
+    if marker is None or marker.fired:  # a fired marker belongs to a committed transaction
         marker = _CommitMarker(connection)
         connection.on_commit(marker)
         cache[1][level] = marker
