@@ -1,4 +1,5 @@
-"""Django settings for the whole pytest session (pytest-django reads them).
+"""Django settings for the whole pytest session (pytest-django reads them:
+``DJANGO_SETTINGS_MODULE = "django_settings"``).
 
 The database comes from ``AIRLOCK_TEST_DJANGO_DB``: ``sqlite`` (default) or
 ``postgres`` (server from ``AIRLOCK_TEST_POSTGRES_URL``, database
@@ -13,18 +14,25 @@ from urllib.parse import unquote, urlsplit
 
 from services import service_url
 
-SECRET_KEY = "airlock-tests"
+SECRET_KEY = "airlock-tests-only"
 DEBUG = False
 USE_TZ = True
+TIME_ZONE = "UTC"
 ROOT_URLCONF = "integrations.django.testapp.urls"
 ALLOWED_HOSTS = ["*"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
-# One app per line: other integrations append theirs.
+# One app per line: each integration appends its own.
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
+    "django.contrib.auth",
+    # django helper: the integration and its test app
     "airlock.integrations.django",
     "integrations.django.testapp",
+    # executors branch: the django-q2 and django-tasks executors' tests
+    "django_q",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -59,3 +67,25 @@ elif DJANGO_DB == "sqlite":
     }
 else:
     raise RuntimeError(f"AIRLOCK_TEST_DJANGO_DB must be 'sqlite' or 'postgres', got {DJANGO_DB!r}")
+
+# executors branch: django-tasks backends. "default" stays Django's own
+# default (run immediately); "database" is the real queue + db_worker.
+TASKS = {
+    "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    "database": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "airlock-exec-other"]},
+}
+
+# executors branch: django-q2 cluster on the Redis test service, DB 5 (the
+# executors helper's DB range is 1-6).
+_redis = urlsplit(os.environ.get("AIRLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+Q_CLUSTER = {
+    "name": "airlock-exec",
+    "workers": 1,
+    "timeout": 30,
+    "retry": 60,
+    "save_limit": -1,  # results are reported through Redis by the test tasks, not the ORM
+    "scheduler": False,
+    "catch_up": False,
+    "poll": 0.1,
+    "redis": {"host": _redis.hostname or "127.0.0.1", "port": _redis.port or 6379, "db": 5},
+}

@@ -17,6 +17,8 @@ _current_scope = current.get
 _local_policies = local_policies.get
 _new = object.__new__
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
+# One-entry memo of the last task found not to be a coroutine function.
+_last_sync_task: list[object] = [None]
 
 
 def enqueue(
@@ -41,7 +43,7 @@ def enqueue(
     """
     scope: Any = _current_scope()
     if scope is None or not callable(task):
-        _refuse(task)
+        _refuse(task, scope)
     # Built in place rather than through Intent(...): ``*args``/``**kwargs``
     # are already fresh objects, and this runs once per effect per request.
     intent: Intent = _new(Intent)
@@ -60,15 +62,17 @@ def enqueue(
         )
     if scope._state > _EXITED:  # flushed/discarded, or a policy is judging
         scope._refuse(intent)
-    if not scope._async:
+    if not scope._async and task is not _last_sync_task[0]:
         # A sync scope could never await a coroutine task: say so here, at the
-        # line that asked for it, instead of losing the effect at flush.
+        # line that asked for it, instead of losing the effect at flush. The
+        # answer never changes for a task, and loops enqueue the same one.
         code = getattr(task, "__code__", None)
         if (code.co_flags & _CO_COROUTINE) if code is not None else _is_coroutine_callable(task):
             raise UsageError(
                 f"{intent.name} is a coroutine function, but the active scope flushes synchronously "
                 "and could never await it; use 'async with airlock.scope()'"
             )
+        _last_sync_task[0] = task
     checks = scope._checks
     if checks is None:
         checks = scope._resolve_checks()
@@ -78,9 +82,19 @@ def enqueue(
     return intent
 
 
-def _refuse(task: object) -> None:
-    if not callable(task):
+def _is_task_object(task: object) -> bool:
+    # Django's task framework (django.tasks, and the django_tasks backport)
+    # hands out task objects that are not callable: they are enqueued with
+    # ``.enqueue()`` and run in-process with ``.call()``. They are tasks too.
+    return callable(getattr(task, "call", None)) and callable(getattr(task, "enqueue", None))
+
+
+def _refuse(task: object, scope: object) -> None:
+    """Raise why ``task`` cannot be enqueued now; return if it can after all (a task object)."""
+    if not callable(task) and not _is_task_object(task):
         raise TypeError(f"airlock.enqueue() needs a callable task, got {task!r} ({type(task).__name__})")
+    if scope is not None:
+        return
     raise NoScopeError(
         f"airlock.enqueue({task_name(task)}) was called without an active airlock.scope(); "
         "wrap the unit of work in 'with airlock.scope():' (or use a request/task integration)"

@@ -17,8 +17,8 @@ def task_name(task: object) -> str:
 
     Celery and Huey tasks carry a dotted ``name``, Dramatiq actors an
     ``actor_name``: the last dotted part of those wins, then ``__name__``,
-    then the ``__name__`` of a wrapped ``.func`` (Huey's TaskWrapper,
-    ``functools.partial``), then ``str(task)``.
+    then (for a task object whose ``name`` is None) its ``func.__name__``,
+    then ``str(task)``.
     """
     for attr in ("name", "actor_name"):
         value = getattr(task, attr, None)
@@ -27,11 +27,12 @@ def task_name(task: object) -> str:
     name = getattr(task, "__name__", None)
     if isinstance(name, str):
         return name
-    # Wrappers that keep the function as ``.func`` (Huey 2.5+/3 TaskWrapper,
-    # functools.partial) are named after it.
-    name = getattr(getattr(task, "func", None), "__name__", None)
-    if isinstance(name, str):
-        return name
+    if getattr(task, "name", "") is None:
+        # A task object whose name was left unset (a Huey task declared
+        # without name=) is named after the function it wraps.
+        name = getattr(getattr(task, "func", None), "__name__", None)
+        if isinstance(name, str):
+            return name
     return str(task)
 
 

@@ -62,6 +62,9 @@ class Observer(Protocol):
     def on_dispatch(self, event: DispatchEvent) -> None: ...
 
 
+# ``logging`` clears (never replaces) this dict whenever levels change.
+_level_cache: dict[int, bool] = logger._cache  # type: ignore[attr-defined]
+
 #: Registered observers. Replaced, never mutated, so readers need no lock.
 observers: tuple[Observer, ...] = ()
 
@@ -89,7 +92,7 @@ def listening() -> bool:
     """
     if observers:
         return True
-    enabled = logger._cache.get(logging.DEBUG)  # type: ignore[attr-defined]
+    enabled: bool | None = _level_cache.get(logging.DEBUG)
     return logger.isEnabledFor(logging.DEBUG) if enabled is None else enabled
 
 
@@ -98,6 +101,13 @@ def _names(intents: tuple[Intent, ...]) -> list[str]:
 
 
 def scope_ended(event: ScopeEndEvent) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        _log_scope_end(event)
+    for observer in observers:
+        _notify(observer.on_scope_end, event)
+
+
+def _log_scope_end(event: ScopeEndEvent) -> None:
     logger.debug(
         "airlock: scope %d %s (origin=%s): %d dispatched, %d dropped, %d captured",
         event.scope_id,
@@ -115,11 +125,16 @@ def scope_ended(event: ScopeEndEvent) -> None:
             "airlock_captured": _names(event.captured),
         },
     )
-    for observer in observers:
-        _notify(observer.on_scope_end, event)
 
 
 def dispatched(event: DispatchEvent) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        _log_dispatch(event)
+    for observer in observers:
+        _notify(observer.on_dispatch, event)
+
+
+def _log_dispatch(event: DispatchEvent) -> None:
     logger.debug(
         "airlock: scope %d ran %d intent(s) in %.6fs, %d failed",
         event.scope_id,
@@ -134,8 +149,6 @@ def dispatched(event: DispatchEvent) -> None:
             "airlock_duration": event.duration,
         },
     )
-    for observer in observers:
-        _notify(observer.on_dispatch, event)
 
 
 def _notify(callback: object, event: object) -> None:

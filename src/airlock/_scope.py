@@ -44,7 +44,14 @@ _STATES: Final = ("new (never entered)", "active", "exited (not yet flushed or d
 
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
 _ids = itertools.count(1)
+# One-entry memos: nearly every scope uses the configured policy and executor,
+# so their hooks are worked out once, not once per scope.
 _checks_memo: tuple[object, object, tuple[Callable[[Intent], None], ...]] = (None, None, ())
+_selector_memo: tuple[object, Callable[[list[Intent]], list[Intent]] | None] = (None, None)
+# The "airlock" logger's level cache (filled and cleared by logging itself):
+# a dict lookup tells whether DEBUG records would be emitted, without a call.
+_level_cache = _observe._level_cache
+_DEBUG: Final = 10
 _get_current = _context.current.get
 _set_current = _context.current.set
 _reset_current = _context.current.reset
@@ -53,6 +60,12 @@ _reset_current = _context.current.reset
 def _is_coroutine_callable(task: Callable[..., Any]) -> bool:
     # The slow path of the enqueue-time check: partials, callable objects,
     # functions marked with inspect.markcoroutinefunction.
+    resolve = getattr(type(task), "_get_current_object", None)
+    if resolve is not None:
+        # A local proxy (Celery's task proxies, werkzeug's LocalProxy) forwards
+        # calls to the object it stands for: judge that object. Asking the
+        # proxy itself costs a forwarded attribute miss per inspect probe.
+        task = resolve(task)
     if inspect.iscoroutinefunction(task):
         return True
     call = getattr(type(task), "__call__", None)
@@ -108,6 +121,9 @@ class Scope:
         self._policy = policy
         self._executor = executor
         self._buffer: list[Intent] = []
+        # Read by every enqueue: stored on the instance, where lookups are fastest.
+        self._async = False
+        self._shared_meta: _Meta | None = None
         if origin is not None:
             self._origin = origin
 
@@ -226,12 +242,15 @@ class Scope:
         """
         executor = self._executor
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _level_cache.get(_DEBUG)
+        if listening is None:
+            listening = _observe.listening()
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
-                if executor is sync_executor:  # the default: skip one call frame per intent
-                    result = intent._task(*intent._args, **intent._kwargs)
+                task = intent._task
+                if executor is sync_executor and callable(task):  # the default: skip one call frame
+                    result = task(*intent._args, **intent._kwargs)
                 else:
                     result = executor(intent)
                 if result is not None and inspect.isawaitable(result):
@@ -249,7 +268,9 @@ class Scope:
         """Async twin of :meth:`_dispatch_all`: awaitables are awaited in FIFO order."""
         executor = self._executor
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _level_cache.get(_DEBUG)
+        if listening is None:
+            listening = _observe.listening()
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
@@ -260,6 +281,14 @@ class Scope:
                 failures.append((intent, exc))
         if listening or failures:
             self._finish_dispatch(intents, failures, started if listening else None)
+
+    def _raise_failures(self, failures: list[tuple[Intent, Exception]]) -> None:
+        """Log each failure and raise them together as one :class:`DispatchError`.
+
+        For subclasses that dispatch in their own way (batching, deferring) and
+        collect ``(intent, exception)`` pairs: nothing happens if there are none.
+        """
+        self._finish_dispatch([intent for intent, _ in failures], failures, None)
 
     def _finish_dispatch(
         self, intents: list[Intent], failures: list[tuple[Intent, Exception]], started: float | None
@@ -405,7 +434,11 @@ class Scope:
         raise ScopeStateError(f"cannot enqueue {intent.name} into {self!r}: it is already {_STATES[self._state]}")
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
-        own = tuple(self._enqueue_checks())
+        memo = _checks_memo
+        if memo[0] is self._policy and memo[1] is self._executor and type(self)._enqueue_checks is _base_checks:
+            own = memo[2]  # the usual case: the configured policy and executor, no subclass checks
+        else:
+            own = tuple(self._enqueue_checks())
         parent = self._parent
         if parent is not None:
             inherited = parent._checks if parent._checks is not None else parent._resolve_checks()
@@ -428,10 +461,17 @@ class Scope:
 
     def _select(self) -> list[Intent]:
         """The buffered intents this flush dispatches now; hands the rest on."""
+        global _selector_memo
         buffer = self._buffer
         select = self._selector
         if select is False:
-            select = self._selector = select_hook(self._policy)
+            memo = _selector_memo
+            if memo[0] is self._policy:
+                select = memo[1]
+            else:
+                select = select_hook(self._policy)
+                _selector_memo = (self._policy, select)
+            self._selector = select
         if select is None and not self._needs_filter:
             selected = buffer[:]
         else:
@@ -442,7 +482,9 @@ class Scope:
                     selected = _checked_subsequence(select(selected), selected, "select")  # type: ignore[operator]
             finally:
                 _reset_current(token)
-        listening = _observe.listening()
+        listening = _observe.observers or _level_cache.get(_DEBUG)
+        if listening is None:
+            listening = _observe.listening()
         if listening:
             kept = {id(i) for i in selected}
             dropped = tuple(i for i in buffer if id(i) not in kept)
@@ -501,6 +543,9 @@ class Scope:
         self._captured_ids.update(map(id, intents))
         if descendant._needs_filter:
             self._needs_filter = True
+
+
+_base_checks = Scope._enqueue_checks
 
 
 def _checked_subsequence(chosen: list[Intent], offered: list[Intent], hook: str) -> list[Intent]:

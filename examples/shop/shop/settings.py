@@ -33,7 +33,7 @@ DATABASES = {
 
 AIRLOCK = {
     # Every intent that escapes is handed to Huey; the worker runs it.
-    "EXECUTOR": "shop.huey_executor.huey_executor",
+    "EXECUTOR": "airlock.integrations.executors.huey.huey_executor",
 }
 
 LOGGING = {
