@@ -68,6 +68,10 @@ def log_executor(intent: Intent) -> None:
         Path(os.environ["AIRLOCK_OUTBOX_HANG_MARKER"]).touch()
         while True:
             time.sleep(60)
+    slow = float(os.environ.get("AIRLOCK_OUTBOX_SLOW", "0"))
+    if slow:
+        Path(os.environ["AIRLOCK_OUTBOX_SLOW_MARKER"]).touch()
+        time.sleep(slow)
     os.write(_log_fd, f"{current_outbox_id()} {os.getpid()}\n".encode())
     _count += 1
 
