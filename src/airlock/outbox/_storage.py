@@ -54,7 +54,7 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
+        yield ids[i:i + _CHUNK]
 
 
 class SQLAlchemyStorage:
