@@ -242,3 +242,22 @@ def test_outbox_scope_needs_a_session() -> None:
         airlock.scope(_cls=OutboxScope)
     with pytest.raises(TypeError, match=r"OutboxScope\(table=\.\.\.\) needs a sqlalchemy.Table"):
         OutboxScope(session=Session(), table="airlock_outbox")  # type: ignore[arg-type]
+
+
+def test_table_is_alembic_friendly(storage: SQLAlchemyStorage) -> None:
+    from alembic.autogenerate import compare_metadata, produce_migrations, render_python_code
+    from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from airlock.outbox import outbox_table
+
+    metadata = MetaData()
+    outbox_table(metadata, storage.table.name)  # added to the application's own metadata
+    with storage.engine.connect() as conn:
+        name = storage.table.name
+        only_ours = {"compare_type": True, "include_name": lambda n, kind, _: kind != "table" or n == name}
+        context = MigrationContext.configure(conn, opts=only_ours)
+        assert compare_metadata(context, metadata) == []  # what `init` created is what autogenerate expects
+        empty = MigrationContext.configure(conn, opts={"include_name": lambda *a: False})
+    code = render_python_code(produce_migrations(empty, metadata).upgrade_ops)
+    assert f"op.create_table('{storage.table.name}'" in code and "sa.Column('ordering_key'" in code

@@ -168,6 +168,10 @@ class Relay:
     def _loop(self, until_idle: bool) -> RelayStats:
         idle = self.idle_min
         last_prune = last_log = time.monotonic()
+        try:
+            self.storage.wait(0)  # start listening (PostgreSQL) before the first claim: no NOTIFY missed
+        except Exception:
+            logger.exception("airlock.outbox: could not start listening; polling")
         logger.info("airlock.outbox: relay started (batch %d, lease %.1fs)", self.batch_size, self.lease)
         while not self._stopping.is_set():
             try:
