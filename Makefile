@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-core bench typecheck docs clean
+.PHONY: demo tour test bench typecheck docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
+	$(PY) examples/tour.py
+
+# The core in eight steps, no framework needed.
+tour: $(VENV)/.demo-installed
 	$(PY) examples/tour.py
 
 test: $(VENV)/.test-installed

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from celery import Celery
 
-from airlock import Intent
+from airlock.integrations.executors.celery import celery_executor  # noqa: F401  (the relay's --executor)
 
 QUEUE = "airlock-outbox-bench"
 app = Celery("airlock_outbox_bench", broker=os.environ.get("AIRLOCK_OUTBOX_BENCH_BROKER", "redis://127.0.0.1:6379/8"))
@@ -21,8 +19,3 @@ def noop_task(n: int) -> None:
 
 def noop(n: int) -> None:
     """A plain task for the flush-cost benchmark."""
-
-
-def celery_executor(intent: Intent) -> Any:
-    """The celery executor's contract: ``apply_async(args=, kwargs=, **dispatch_options)``."""
-    return intent.task.apply_async(args=intent.args, kwargs=intent.kwargs, **(intent.dispatch_options or {}))

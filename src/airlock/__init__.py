@@ -6,6 +6,7 @@ when and whether those effects escape.
 """
 
 from ._config import configure, get_configuration, reset_configuration
+from ._observe import DispatchEvent, Observer, ScopeEndEvent, add_observer, remove_observer
 from ._context import _check_greenlet, carry_context, get_current_scope, policy
 from ._enqueue import enqueue
 from ._errors import (
@@ -37,23 +38,28 @@ __all__ = [
     "BlockTasks",
     "CoalesceDuplicates",
     "DispatchError",
+    "DispatchEvent",
     "DropAll",
     "Intent",
     "LogOnFlush",
+    "Observer",
     "NoScopeError",
     "Policy",
     "PolicyEnqueueError",
     "PolicyProtocol",
     "PolicyViolation",
     "Scope",
+    "ScopeEndEvent",
     "ScopeStateError",
     "UsageError",
+    "add_observer",
     "carry_context",
     "configure",
     "enqueue",
     "get_configuration",
     "get_current_scope",
     "policy",
+    "remove_observer",
     "reset_configuration",
     "scope",
     "scoped",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._policies import AllowAll, PolicyProtocol
 from .integrations.executors.sync import sync_executor
@@ -30,11 +30,22 @@ class Configuration(TypedDict):
     scope_kwargs: dict[str, Any]
 
 
-class _Snapshot(NamedTuple):
-    scope_cls: type[Scope]
-    policy: PolicyProtocol
-    executor: Callable[[Intent], Any]
-    scope_kwargs: Mapping[str, Any]
+class _Snapshot:
+    """One immutable configuration; read on every scope creation, so slotted."""
+
+    __slots__ = ("scope_cls", "policy", "executor", "scope_kwargs")
+
+    def __init__(
+        self,
+        scope_cls: type[Scope],
+        policy: PolicyProtocol,
+        executor: Callable[[Intent], Any],
+        scope_kwargs: Mapping[str, Any],
+    ) -> None:
+        self.scope_cls = scope_cls
+        self.policy = policy
+        self.executor = executor
+        self.scope_kwargs = scope_kwargs
 
 
 _lock = threading.Lock()

@@ -32,18 +32,21 @@ R = TypeVar("R")
 class _Judging:
     """Stands in for the current scope while a policy callback runs.
 
-    ``enqueue`` hands every intent to ``current._add``; while a policy is
-    judging, that is this object, which refuses. Detecting "enqueue from a
-    policy" therefore costs the hot path nothing.
+    ``enqueue`` refuses to add to a scope whose state is past "exited"; this
+    object's state always is, and its refusal names the real problem.
+    Detecting "enqueue from a policy" therefore costs the hot path nothing.
     """
 
     __slots__ = ("scope",)
+    _state = 99  # beyond every real state: ``enqueue`` takes its refusal path
+    _async = False
     _origin = None
+    _shared_meta = None
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def _add(self, intent: Intent) -> None:
+    def _refuse(self, intent: Intent) -> None:
         raise PolicyEnqueueError(
             f"enqueue({intent.name}) was called from inside a policy callback "
             "(on_enqueue or allows); policies judge intents, they never create them"

@@ -48,7 +48,7 @@ class PolicyViolation(AirlockError):
     """A policy refused an intent at enqueue time (e.g. ``AssertNoEffects``)."""
 
 
-class DispatchError(AirlockError, ExceptionGroup):  # type: ignore[misc]
+class DispatchError(AirlockError, ExceptionGroup[Exception]):
     """One or more intents failed to dispatch.
 
     Raised after *every* allowed intent has been attempted, so one failure never
@@ -57,10 +57,10 @@ class DispatchError(AirlockError, ExceptionGroup):  # type: ignore[misc]
     intents that raised them in :attr:`failures`.
     """
 
-    failures: tuple[tuple[Intent, BaseException], ...]
+    failures: tuple[tuple[Intent, Exception], ...]
 
     def __new__(
-        cls, message: str, failures: Sequence[tuple[Intent, BaseException]]
+        cls, message: str, failures: Sequence[tuple[Intent, Exception]]
     ) -> DispatchError:
         failures = tuple(failures)
         self = super().__new__(cls, message, [exc for _, exc in failures])
@@ -68,7 +68,7 @@ class DispatchError(AirlockError, ExceptionGroup):  # type: ignore[misc]
         return self
 
     def __init__(
-        self, message: str, failures: Sequence[tuple[Intent, BaseException]]
+        self, message: str, failures: Sequence[tuple[Intent, Exception]]
     ) -> None:
         super().__init__(message, [exc for _, exc in failures])
 

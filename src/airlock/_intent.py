@@ -7,7 +7,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._policies import Policy
+    from ._policies import PolicyProtocol
 
 __all__ = ["Intent", "task_name"]
 
@@ -17,6 +17,7 @@ def task_name(task: object) -> str:
 
     Celery and Huey tasks carry a dotted ``name``, Dramatiq actors an
     ``actor_name``: the last dotted part of those wins, then ``__name__``,
+    then (for a task object whose ``name`` is None) its ``func.__name__``,
     then ``str(task)``.
     """
     for attr in ("name", "actor_name"):
@@ -26,13 +27,42 @@ def task_name(task: object) -> str:
     name = getattr(task, "__name__", None)
     if isinstance(name, str):
         return name
+    if getattr(task, "name", "") is None:
+        # A task object whose name was left unset (a Huey task declared
+        # without name=) is named after the function it wraps.
+        name = getattr(getattr(task, "func", None), "__name__", None)
+        if isinstance(name, str):
+            return name
     return str(task)
 
 
-def _read_only(slot: str, doc: str) -> Any:
-    # A C-level getter and no setter: assigning raises AttributeError, and
-    # reading costs one call. The data lives in the private slot.
-    return property(attrgetter(slot), doc=doc)
+class _Meta:
+    """The rarely-set parts of an intent, kept out of line.
+
+    Most intents have no explicit name, origin, options, local policies or
+    transaction conditions; they all share ``None`` (or their scope's shared
+    origin-only ``_Meta``), which keeps a buffered intent small.
+    """
+
+    __slots__ = ("name", "origin", "dispatch_options", "local_policies", "conditions")
+
+    def __init__(
+        self,
+        name: str | None = None,
+        origin: str | None = None,
+        dispatch_options: dict[str, Any] | None = None,
+        local_policies: tuple[PolicyProtocol, ...] = (),
+        conditions: tuple[Callable[[], bool], ...] = (),
+    ) -> None:
+        self.name = name
+        self.origin = origin
+        self.dispatch_options = dispatch_options
+        self.local_policies = local_policies
+        self.conditions = conditions
+
+
+#: Shared by every intent enqueued without keyword arguments; never handed out.
+NO_KWARGS: dict[str, Any] = {}
 
 
 class Intent:
@@ -42,31 +72,14 @@ class Intent:
     deliberately not hashable: their arguments may not be.
     """
 
-    # Every field lives in a private slot behind a read-only property: plain
-    # slot assignment keeps construction (once per ``enqueue``) cheap.
-    # ``_conditions`` holds zero-argument callables attached at enqueue time by
-    # scope subclasses ("the savepoint this intent was enqueued in has not
-    # rolled back"); once one turns false the intent is void and no scope
-    # dispatches it.
-    __slots__ = (
-        "_task",
-        "_args",
-        "_kwargs",
-        "_origin",
-        "_dispatch_options",
-        "_local_policies",
-        "_name",
-        "_conditions",
-    )
+    # Four slots keep a buffered intent at about half the memory of a
+    # dataclass-style object; see ``_Meta`` for the rest.
+    __slots__ = ("_task", "_args", "_kwargs", "_meta")
 
     _task: Callable[..., Any]
     _args: tuple[Any, ...]
     _kwargs: dict[str, Any]
-    _origin: str | None
-    _dispatch_options: dict[str, Any] | None
-    _local_policies: tuple[Policy, ...]
-    _name: str | None
-    _conditions: tuple[Callable[[], bool], ...]
+    _meta: _Meta | None
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -79,55 +92,75 @@ class Intent:
         name: str | None = None,
         origin: str | None = None,
         dispatch_options: Mapping[str, Any] | None = None,
-        local_policies: tuple[Policy, ...] = (),
+        local_policies: tuple[PolicyProtocol, ...] = (),
     ) -> None:
         self._task = task
         self._args = tuple(args)
-        self._kwargs = dict(kwargs) if kwargs else {}
-        self._origin = origin
-        self._dispatch_options = (
-            dict(dispatch_options) if dispatch_options is not None else None
-        )
-        self._local_policies = tuple(local_policies)
-        self._name = name
-        self._conditions = ()
+        self._kwargs = dict(kwargs) if kwargs else NO_KWARGS
+        options = dict(dispatch_options) if dispatch_options is not None else None
+        local_policies = tuple(local_policies)
+        if name is None and origin is None and options is None and not local_policies:
+            self._meta = None
+        else:
+            self._meta = _Meta(name, origin, options, local_policies)
 
-    task: Callable[..., Any] = _read_only("_task", "The callable (or task object) to run.")
-    args: tuple[Any, ...] = _read_only("_args", "Positional arguments, always a tuple.")
-    kwargs: dict[str, Any] = _read_only("_kwargs", "Keyword arguments.")
-    origin: str | None = _read_only(
-        "_origin", "Where the intent came from (request path, task name...), if known."
-    )
-    dispatch_options: dict[str, Any] | None = _read_only(
-        "_dispatch_options", "Backend options for the executor (queue, countdown...)."
-    )
-    local_policies: tuple[Policy, ...] = _read_only(
-        "_local_policies", "The ``airlock.policy()`` stack active at enqueue, outermost first."
-    )
+    task: Callable[..., Any] = property(attrgetter("_task"), doc="The callable (or task object) to run.")  # type: ignore[assignment]
+    args: tuple[Any, ...] = property(attrgetter("_args"), doc="Positional arguments, always a tuple.")  # type: ignore[assignment]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments."""
+        kwargs = self._kwargs
+        return kwargs if kwargs is not NO_KWARGS else {}
+
+    @property
+    def origin(self) -> str | None:
+        """Where the intent came from (request path, task name...), if known."""
+        meta = self._meta
+        return meta.origin if meta is not None else None
+
+    @property
+    def dispatch_options(self) -> dict[str, Any] | None:
+        """Backend options for the executor (queue, countdown...), or ``None``."""
+        meta = self._meta
+        return meta.dispatch_options if meta is not None else None
+
+    @property
+    def local_policies(self) -> tuple[PolicyProtocol, ...]:
+        """The ``airlock.policy()`` stack active at enqueue, outermost first."""
+        meta = self._meta
+        return meta.local_policies if meta is not None else ()
 
     @property
     def name(self) -> str:
         """``_name`` if given to ``enqueue``, else the task's short name."""
-        name = self._name
-        if name is None:
-            name = self._name = task_name(self._task)
-        return name
+        meta = self._meta
+        if meta is not None and meta.name is not None:
+            return meta.name
+        return task_name(self._task)
 
     def passes_local_policies(self) -> bool:
         """Whether every ``airlock.policy()`` active at enqueue allows this intent."""
-        return all(p.allows(self) for p in self._local_policies)
+        return all(p.allows(self) for p in self.local_policies)
 
     def _add_condition(self, alive: Callable[[], bool]) -> None:
         """Attach a condition that must still hold for the intent to dispatch.
 
-        For scope subclasses that tie intents to a transaction: when the
-        savepoint an intent was enqueued in rolls back, the intent is void no
-        matter which scope eventually flushes it.
+        For scope subclasses that tie intents to a transaction: once ``alive()``
+        returns False (the savepoint the intent was enqueued in rolled back),
+        the intent is void, whichever scope eventually flushes it.
         """
-        self._conditions = (*self._conditions, alive)
+        meta = self._meta
+        if meta is None:
+            self._meta = _Meta(conditions=(alive,))
+        else:  # copy: a _Meta may be shared by every intent of a scope
+            self._meta = _Meta(
+                meta.name, meta.origin, meta.dispatch_options, meta.local_policies, (*meta.conditions, alive)
+            )
 
     def _is_void(self) -> bool:
-        return not all(alive() for alive in self._conditions)
+        meta = self._meta
+        return meta is not None and not all(alive() for alive in meta.conditions)
 
     def __str__(self) -> str:
         parts = [repr(a) for a in self._args]
@@ -135,38 +168,9 @@ class Intent:
         return f"{self.name}({', '.join(parts)})"
 
     def __repr__(self) -> str:
-        text = f"<Intent {self.name} args={self._args!r} kwargs={self._kwargs!r}"
-        if self._origin is not None:
-            text += f" origin={self._origin!r}"
-        if self._dispatch_options is not None:
-            text += f" dispatch_options={self._dispatch_options!r}"
+        text = f"<Intent {self.name} args={self._args!r} kwargs={self.kwargs!r}"
+        if self.origin is not None:
+            text += f" origin={self.origin!r}"
+        if self.dispatch_options is not None:
+            text += f" dispatch_options={self.dispatch_options!r}"
         return text + ">"
-
-
-_new = object.__new__
-
-
-def _new_intent(
-    task: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    name: str | None,
-    origin: str | None,
-    dispatch_options: dict[str, Any] | None,
-    local_policies: tuple[Policy, ...],
-) -> Intent:
-    """The hot-path constructor used by ``enqueue``.
-
-    Its arguments are already fresh objects of the right types (``enqueue``
-    owns its ``*args``/``**kwargs``), so nothing is copied or checked again.
-    """
-    intent: Intent = _new(Intent)
-    intent._task = task
-    intent._args = args
-    intent._kwargs = kwargs
-    intent._origin = origin
-    intent._dispatch_options = dispatch_options
-    intent._local_policies = local_policies
-    intent._name = name
-    intent._conditions = ()
-    return intent

@@ -70,25 +70,40 @@ class Policy:
         return f"{type(self).__name__}()"
 
 
+_hooks_by_class: dict[type, tuple[bool, bool, bool]] = {}
+
+
+def _class_hooks(cls: type) -> tuple[bool, bool, bool]:
+    """(overrides on_enqueue, overrides select, overrides allows) for a policy class, cached."""
+    hooks = _hooks_by_class.get(cls)
+    if hooks is None:
+        select = getattr(cls, "select", None)
+        hooks = _hooks_by_class[cls] = (
+            getattr(cls, "on_enqueue", None) is not Policy.on_enqueue,
+            select is not None and select is not Policy.select,
+            getattr(cls, "allows", None) is not Policy.allows,
+        )
+    return hooks
+
+
 def on_enqueue_hook(policy: object) -> Callable[[Intent], None] | None:
     """The policy's ``on_enqueue``, or ``None`` when it is the inherited no-op."""
-    if getattr(type(policy), "on_enqueue", None) is Policy.on_enqueue:
+    if not _class_hooks(type(policy))[0]:
         return None
     hook: Callable[[Intent], None] = policy.on_enqueue  # type: ignore[attr-defined]
     return hook
 
 
 def select_hook(policy: object) -> Callable[[list[Intent]], list[Intent]] | None:
-    """How to filter a flush through ``policy``, or ``None`` if it allows everything."""
-    cls = type(policy)
-    select = getattr(cls, "select", None)
-    if select is Policy.select and getattr(cls, "allows", None) is Policy.allows:
-        return None
-    if select is not None:
+    """How to filter one flush through ``policy``, or ``None`` if it allows everything."""
+    _, overrides_select, overrides_allows = _class_hooks(type(policy))
+    if overrides_select or (overrides_allows and hasattr(policy, "select")):
         bound: Callable[[list[Intent]], list[Intent]] = policy.select  # type: ignore[attr-defined]
         return bound
-    allows: Callable[[Intent], bool] = policy.allows  # type: ignore[attr-defined]
-    return lambda intents: [intent for intent in intents if allows(intent)]
+    if overrides_allows:  # a duck-typed policy without select()
+        allows: Callable[[Intent], bool] = policy.allows  # type: ignore[attr-defined]
+        return lambda intents: [intent for intent in intents if allows(intent)]
+    return None
 
 
 class AllowAll(Policy):

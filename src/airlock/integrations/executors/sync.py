@@ -13,5 +13,9 @@ def sync_executor(intent: Intent) -> Any:
     """Call ``intent.task(*intent.args, **intent.kwargs)`` and return its result.
 
     A coroutine function's result is a coroutine; an async scope awaits it.
+    A Django task object (not callable) runs in-process with its ``.call()``.
     """
-    return intent._task(*intent._args, **intent._kwargs)
+    task = intent._task
+    if not callable(task):
+        task = task.call
+    return task(*intent._args, **intent._kwargs)
