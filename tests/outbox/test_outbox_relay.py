@@ -307,3 +307,58 @@ def test_cli_init_status_prune_retry(db_url: str, capsys: pytest.CaptureFixture[
     finally:
         storage.drop_table()
         storage.close()
+
+
+class RecordingStorage:
+    """The real storage, with its claims and idle waits recorded."""
+
+    def __init__(self, inner: SQLAlchemyStorage, stop_after_waits: int = 0) -> None:
+        self.inner = inner
+        self.claims = 0
+        self.waits: list[float] = []
+        self.stop_after_waits = stop_after_waits
+        self.relay: Relay | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def claim(self, limit: int, lease: float) -> Any:
+        self.claims += 1
+        return self.inner.claim(limit, lease)
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        woken = self.inner.wait(timeout)
+        if self.stop_after_waits and len(self.waits) >= self.stop_after_waits and self.relay is not None:
+            self.relay.stop()
+        return woken
+
+
+def test_idle_relay_backs_off_its_polling(storage: SQLAlchemyStorage) -> None:
+    recording = RecordingStorage(storage, stop_after_waits=6)
+    r = Relay(recording, idle_min=0.05, idle_max=0.4)  # type: ignore[arg-type]
+    recording.relay = r
+    r.run(handle_signals=False)
+    # The first wait (0) only starts listening; then each empty claim doubles the wait, up to the cap.
+    assert recording.waits[0] == 0
+    assert recording.waits[1:] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.4], rel=0.25)
+    assert recording.claims == 5
+
+
+def test_notify_wakes_an_idle_relay_at_once(pg_storage: SQLAlchemyStorage) -> None:
+    import threading
+
+    from test_outbox_processes import wait_for
+
+    recording = RecordingStorage(pg_storage)
+    r = Relay(recording, idle_min=60.0, idle_max=60.0)  # type: ignore[arg-type]  # polling alone: a minute
+    thread = threading.Thread(target=r.run, kwargs={"handle_signals": False})
+    thread.start()
+    try:
+        wait_for(lambda: recording.claims >= 1, "the first (empty) claim")
+        store(pg_storage, (record, 1))
+        wait_for(lambda: bool(outbox_support.seen), "the relay to wake up", timeout=30)
+    finally:
+        r.stop()
+        thread.join(timeout=10)
+    assert outbox_support.seen == [(1, "")] and r.stats.notified == 1

@@ -84,14 +84,15 @@ class BaseOutboxScope(Scope):
         if condition is not None:
             intent._add_condition(condition)
 
-    def _rows(self, intents: list[Intent]) -> list[dict[str, Any]]:
+    def _rows(self, intents: list[Intent]) -> tuple[list[dict[str, Any]], list[tuple[Intent, str]]]:
         now = utcnow()
         rows = []
+        stored = []
         for intent in intents:
             cached = self._payloads.get(id(intent))
             payload = cached[1] if cached is not None and cached[0] is intent else serialize_intent(intent)
             row_id = str(uuid.uuid4())
-            self._stored.append((intent, row_id))
+            stored.append((intent, row_id))
             rows.append(
                 {
                     "id": row_id,
@@ -109,15 +110,19 @@ class BaseOutboxScope(Scope):
                 }
             )
         self._payloads.clear()
-        return rows
+        return rows, stored
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
         """Store ``intents`` as outbox rows in the current transaction (the relay dispatches them)."""
-        self._insert(self._rows(intents))
+        rows, stored = self._rows(intents)
+        self._insert(rows)
+        self._stored.extend(stored)
 
     async def _adispatch_all(self, intents: list[Intent]) -> None:
         """Async flush: the rows are written the same way (storage is synchronous)."""
-        await self._ainsert(self._rows(intents))
+        rows, stored = self._rows(intents)
+        await self._ainsert(rows)
+        self._stored.extend(stored)
 
     async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
         self._insert(rows)

@@ -60,6 +60,7 @@ class RelayStats:
     dead: int = 0
     released: int = 0
     pruned: int = 0
+    notified: int = 0  # idle waits cut short by a NOTIFY (PostgreSQL)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -203,6 +204,7 @@ class Relay:
             if left <= 0:
                 return
             if self.storage.wait(min(left, 0.5)):
+                self.stats.notified += 1
                 return
 
     def _prune(self) -> None:
