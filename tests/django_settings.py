@@ -1,30 +1,35 @@
-"""Django settings for the whole pytest session (``DJANGO_SETTINGS_MODULE = "django_settings"``).
+"""Django settings for the whole pytest session (pytest-django reads them:
+``DJANGO_SETTINGS_MODULE = "django_settings"``).
 
-Minimal version from the executors branch; the django helper's version is
-the main one - merge, keeping both sides' apps and settings.
+The database comes from ``AIRLOCK_TEST_DJANGO_DB``: ``sqlite`` (default) or
+``postgres`` (server from ``AIRLOCK_TEST_POSTGRES_URL``, database
+``airlock_django`` so the test databases are ``test_airlock_django*``). Two
+aliases, ``default`` and ``other``, for multi-database tests.
 """
 
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from services import service_url
 
 SECRET_KEY = "airlock-tests-only"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
+ROOT_URLCONF = "integrations.django.testapp.urls"
+ALLOWED_HOSTS = ["*"]
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ":memory:",
-    }
-}
-
+# One app per line: each integration appends its own.
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    # outbox branch: the outbox app and its admin
+    # django helper: the integration and its test app
+    "airlock.integrations.django",
+    "integrations.django.testapp",
+    # outbox branch: the outbox app and its admin (the admin test sets its own middleware/urls)
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
@@ -35,28 +40,38 @@ INSTALLED_APPS = [
     "django_tasks_db",
 ]
 
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-
-# outbox branch: the admin (tests/outbox/django) needs these.
 MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "airlock.integrations.django.AirlockMiddleware",
 ]
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ]
-        },
+
+DJANGO_DB = os.environ.get("AIRLOCK_TEST_DJANGO_DB", "sqlite")
+
+
+def _postgres(name: str) -> dict[str, object]:
+    url = urlsplit(service_url("postgres"))
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(url.username or "postgres"),
+        "PASSWORD": unquote(url.password or ""),
+        "HOST": url.hostname or "127.0.0.1",
+        "PORT": str(url.port or 5432),
+        "TEST": {"NAME": f"test_{name}"},
     }
-]
-ROOT_URLCONF = "django_urls"
+
+
+if DJANGO_DB == "postgres":
+    DATABASES = {
+        "default": _postgres("airlock_django"),
+        "other": _postgres("airlock_django_other"),
+    }
+elif DJANGO_DB == "sqlite":
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
+else:
+    raise RuntimeError(f"AIRLOCK_TEST_DJANGO_DB must be 'sqlite' or 'postgres', got {DJANGO_DB!r}")
 
 # executors branch: django-tasks backends. "default" stays Django's own
 # default (run immediately); "database" is the real queue + db_worker.

@@ -11,13 +11,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 
 import airlock
 import outbox_support
 from airlock.outbox import OutboxSerializationError
 from airlock.outbox.django import DjangoOutboxScope, DjangoStorage
 from airlock.outbox.django.models import OutboxRow
+from outbox_admin_settings import ADMIN_SETTINGS
 from outbox_support import poison, record, record_with_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,6 +190,7 @@ def test_relay_command_rejects_bad_arguments() -> None:
         call_command("airlock_relay", "--batch-size", "0")
 
 
+@override_settings(**ADMIN_SETTINGS)
 def test_admin_is_read_only_and_offers_retry_and_dead_letter() -> None:
     with transaction.atomic(), outbox() as scope:
         airlock.enqueue(poison, 1)
@@ -219,3 +221,16 @@ def test_admin_is_read_only_and_offers_retry_and_dead_letter() -> None:
     client.post(url, {"action": "dead_letter", "_selected_action": [done.seq]})
     done.refresh_from_db()
     assert done.state == "done"
+
+
+def test_airlock_setting_makes_the_outbox_the_default_scope() -> None:
+    @airlock.scoped
+    def place_order() -> None:
+        airlock.enqueue(record, 1)
+
+    setting = {"SCOPE": "airlock.outbox.django.DjangoOutboxScope", "SCOPE_KWARGS": {"using": "default"}}
+    with override_settings(AIRLOCK=setting):  # the Django integration reconfigures airlock from it
+        assert airlock.get_configuration()["scope_cls"] is DjangoOutboxScope
+        with transaction.atomic():
+            place_order()
+    assert stored() == [[1]]
