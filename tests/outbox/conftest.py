@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +9,6 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from airlock.outbox import SQLAlchemyStorage
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
@@ -63,14 +59,3 @@ def orders(storage: SQLAlchemyStorage) -> Iterator[Table]:
         yield table
     finally:
         table.drop(storage.engine)
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for relay/app subprocesses: our support modules importable."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
-
-
-PYTHON = sys.executable

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 import airlock
 from airlock.outbox import OutboxScope, SQLAlchemyStorage
-from conftest import HERE, PYTHON, subprocess_env
+from outbox_helpers import HERE, PYTHON, subprocess_env
 from test_outbox_processes import wait_for
 
 

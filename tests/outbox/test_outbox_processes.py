@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from airlock.outbox import SQLAlchemyStorage
-from conftest import HERE, PYTHON, subprocess_env
+from outbox_helpers import HERE, PYTHON, subprocess_env
 
 DEADLINE = 90.0  # generous: only reached when something is broken
 

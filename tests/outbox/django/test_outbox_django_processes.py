@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from airlock.outbox import engine_from_url
-from conftest import HERE, PYTHON, subprocess_env
+from outbox_helpers import HERE, PYTHON, subprocess_env
 from test_outbox_processes import DEADLINE, read_log, wait_for
 
 FILL = """
