@@ -29,6 +29,11 @@ INSTALLED_APPS = [
     # django helper: the integration and its test app
     "airlock.integrations.django",
     "integrations.django.testapp",
+    # outbox branch: the outbox app and its admin (the admin test sets its own middleware/urls)
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "airlock.outbox.django",
     # executors branch: the django-q2 and django-tasks executors' tests
     "django_q",
     "django_tasks",
@@ -38,6 +43,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "airlock.integrations.django.AirlockMiddleware",
 ]
+
+# outbox branch: the admin is installed for the outbox admin test, which brings its own
+# templates, session/auth/messages middleware and URLs (override_settings); the rest of the
+# suite keeps the minimal stack above, so the admin's checks for those are silenced here.
+SILENCED_SYSTEM_CHECKS = ["admin.E403", "admin.E408", "admin.E409", "admin.E410"]
 
 DJANGO_DB = os.environ.get("AIRLOCK_TEST_DJANGO_DB", "sqlite")
 

@@ -1,0 +1,201 @@
+"""Outbox benchmark: relay throughput (PostgreSQL -> Celery on Redis) and the cost of an outbox flush.
+
+Run: ``.venv/bin/python bench/outbox.py`` (needs the PostgreSQL and Redis of SERVICES.md; URLs
+from AIRLOCK_TEST_POSTGRES_URL / AIRLOCK_TEST_REDIS_URL). Prints:
+
+- rows/s published by 1 and 4 relay processes (``python -m airlock.outbox relay``) draining
+  ROWS committed rows to Celery on Redis (DB 8, queue ``airlock-outbox-bench``; no worker: the
+  relay's job ends at the broker);
+- the median time of a transaction that writes one business row and runs a scope that enqueues
+  10 intents and flushes, for an in-memory scope (``Scope``, sync executor, no-op task; for Django
+  ``DjangoScope`` when available) and for the outbox scope, and the difference (commit included).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import airlock  # noqa: E402
+from airlock.outbox import OutboxScope, SQLAlchemyStorage  # noqa: E402
+
+POSTGRES = os.environ.get("AIRLOCK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("AIRLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROWS = int(os.environ.get("AIRLOCK_OUTBOX_BENCH_ROWS", "10000"))
+FLUSHES = int(os.environ.get("AIRLOCK_OUTBOX_BENCH_FLUSHES", "300"))
+
+
+def _redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+def _fill(storage: SQLAlchemyStorage, n: int) -> None:
+    from sqlalchemy.orm import Session
+
+    from outbox_bench_app import noop_task
+
+    with Session(storage.engine) as session, session.begin():
+        with airlock.scope(_cls=OutboxScope, session=session, table=storage.table):
+            for i in range(n):
+                airlock.enqueue(noop_task, i)
+
+
+def relay_throughput(n_relays: int) -> float:
+    """Rows per second for ``n_relays`` relay processes draining ROWS rows."""
+    import redis
+
+    broker = _redis_db(REDIS, 8)
+    storage = SQLAlchemyStorage.from_url(POSTGRES, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
+    storage.create_table()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env["AIRLOCK_OUTBOX_BENCH_BROKER"] = broker
+    logs = Path(tempfile.mkdtemp())
+    procs = []
+    try:
+        for i in range(n_relays):
+            with open(logs / f"{i}.err", "wb") as err:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "airlock.outbox", "relay", "--url", POSTGRES,
+                         "--table", storage.table.name, "--executor", "outbox_bench_app:celery_executor",
+                         "--idle-max", "0.1", "--batch-size", "200"],
+                        env=env, stderr=err, cwd=HERE,
+                    )  # fmt: skip
+                )
+        for i, proc in enumerate(procs):
+            while "relay started" not in (logs / f"{i}.err").read_text():
+                if proc.poll() is not None:
+                    raise RuntimeError((logs / f"{i}.err").read_text())
+                time.sleep(0.05)
+        _fill(storage, ROWS)
+        start = time.perf_counter()
+        while storage.status().done < ROWS:
+            time.sleep(0.01)
+        return ROWS / (time.perf_counter() - start)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+        storage.drop_table()
+        storage.close()
+        redis.Redis.from_url(broker).delete("airlock-outbox-bench")
+
+
+def _median_ms(run: object, n: int) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def flush_cost_sqlalchemy(url: str) -> tuple[float, float]:
+    """Median ms: in-memory Scope vs OutboxScope, 10 intents, in a Session transaction that writes one business row."""
+    from sqlalchemy import Column, Integer, MetaData, Table, insert
+    from sqlalchemy.orm import Session
+
+    from outbox_bench_app import noop
+
+    storage = SQLAlchemyStorage.from_url(url, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
+    storage.create_table()
+    orders = Table(f"{storage.table.name}_orders", MetaData(), Column("id", Integer, primary_key=True))
+    orders.create(storage.engine)
+    try:
+
+        def plain() -> None:
+            with Session(storage.engine) as session, session.begin():
+                session.execute(insert(orders))
+                with airlock.scope():
+                    for i in range(10):
+                        airlock.enqueue(noop, i)
+
+        def outbox() -> None:
+            with Session(storage.engine) as session, session.begin():
+                session.execute(insert(orders))
+                with airlock.scope(_cls=OutboxScope, session=session, table=storage.table):
+                    for i in range(10):
+                        airlock.enqueue(noop, i)
+
+        for warm in (plain, outbox):
+            warm()
+        return _median_ms(plain, FLUSHES), _median_ms(outbox, FLUSHES)
+    finally:
+        orders.drop(storage.engine)
+        storage.drop_table()
+        storage.close()
+
+
+def flush_cost_django() -> tuple[str, float, float]:
+    """Median ms: DjangoScope (or Scope) vs DjangoOutboxScope, 10 intents, in atomic(), SQLite in memory."""
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        INSTALLED_APPS=["airlock.outbox.django"],
+        USE_TZ=True,
+    )
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from airlock.outbox.django import DjangoOutboxScope
+    from outbox_bench_app import noop
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_orders (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+    try:
+        from airlock.integrations.django import DjangoScope
+
+        baseline: type[airlock.Scope] = DjangoScope
+    except ImportError:
+        baseline = airlock.Scope
+
+    def run(cls: type[airlock.Scope]) -> None:
+        with transaction.atomic(), airlock.scope(_cls=cls):
+            with connection.cursor() as cursor:  # the business write
+                cursor.execute("INSERT INTO bench_orders DEFAULT VALUES")
+            for i in range(10):
+                airlock.enqueue(noop, i)
+
+    run(baseline)
+    run(DjangoOutboxScope)
+    plain = _median_ms(lambda: run(baseline), FLUSHES)
+    return baseline.__name__, plain, _median_ms(lambda: run(DjangoOutboxScope), FLUSHES)
+
+
+def main() -> None:
+    print(f"outbox relay throughput, PostgreSQL -> Celery on Redis ({ROWS} rows, batch 200):")
+    for n in (1, 4):
+        print(f"  {n} relay(s): {relay_throughput(n):8.0f} rows/s")
+    print(f"outbox flush cost, 10 intents, median of {FLUSHES} (transaction and commit included):")
+    for label, url in (("PostgreSQL", POSTGRES), ("SQLite file", f"sqlite:///{tempfile.mkdtemp()}/bench.db")):
+        plain, outbox = flush_cost_sqlalchemy(url)
+        print(
+            f"  SQLAlchemy {label:<11}: Scope {plain:6.3f} ms, OutboxScope {outbox:6.3f} ms, "
+            f"added {outbox - plain:6.3f} ms"
+        )
+    name, plain, outbox = flush_cost_django()
+    print(
+        f"  Django SQLite memory   : {name} {plain:6.3f} ms, DjangoOutboxScope {outbox:6.3f} ms, "
+        f"added {outbox - plain:6.3f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""What every outbox storage shares: row states, claimed rows, counts, the storage protocol.
+
+Framework-free on purpose: the relay and the Django storage use it without
+SQLAlchemy, the SQLAlchemy storage without Django.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "DEAD",
+    "DONE",
+    "INFLIGHT",
+    "PENDING",
+    "STATES",
+    "ClaimedRow",
+    "Failure",
+    "OutboxStatus",
+    "OutboxStorage",
+    "utcnow",
+]
+
+#: Waiting to be dispatched (new, or failed and waiting for its retry time).
+PENDING = "pending"
+#: Claimed by a relay until ``lease_until``; dispatched or about to be.
+INFLIGHT = "inflight"
+#: Dispatched and recorded as such; pruned after the retention period.
+DONE = "done"
+#: Failed ``max_attempts`` times; kept for inspection, retried only by hand.
+DEAD = "dead"
+STATES = (PENDING, INFLIGHT, DONE, DEAD)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC "now", the one clock every outbox timestamp is written in."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class ClaimedRow(NamedTuple):
+    """One row handed to a relay by :meth:`OutboxStorage.claim`."""
+
+    id: str
+    seq: int
+    task: str
+    name: str
+    args: str
+    kwargs: str
+    options: str | None
+    ordering_key: str | None
+    origin: str | None
+    attempts: int
+
+
+class Failure(NamedTuple):
+    """A failed dispatch: back to pending at ``retry_at``, or dead when ``retry_at`` is None."""
+
+    id: str
+    error: str
+    retry_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """Counts of the outbox table, as shown by ``status``.
+
+    ``pending`` counts every row waiting to be dispatched, including the
+    ``failed`` ones (attempted at least once, waiting for their retry time).
+    ``oldest_age`` is the age in seconds of the oldest row not yet done or dead.
+    """
+
+    pending: int
+    in_flight: int
+    failed: int
+    dead: int
+    done: int
+    oldest_age: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OutboxStorage(Protocol):
+    """Where a relay claims rows and records what became of them."""
+
+    def claim(self, limit: int, lease: float) -> tuple[str, list[ClaimedRow]]:
+        """Claim up to ``limit`` dispatchable rows for ``lease`` seconds; return the claim token and rows.
+
+        Rows come in commit (``seq``) order; a row with an ordering key is
+        claimable only when no earlier row with the same key is pending or in
+        flight. Claimed rows count one more attempt.
+        """
+        ...
+
+    def finish(self, token: str, done: list[str], failed: list[Failure], released: list[str]) -> None:
+        """Record, in one transaction, the outcome of a claim (only rows still held by ``token``)."""
+        ...
+
+    def status(self) -> OutboxStatus: ...
+
+    def prune(self, older_than: float) -> int:
+        """Delete done rows finished more than ``older_than`` seconds ago; return how many."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds or until new rows are announced; True if announced."""
+        ...
+
+    def close(self) -> None: ...

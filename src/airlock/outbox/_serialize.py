@@ -1,0 +1,173 @@
+"""How an intent becomes a row, and a row becomes an intent again.
+
+The task is stored by a stable reference, ``"package.module:qualname"``, that
+the relay imports back; arguments, keyword arguments and dispatch options are
+stored as JSON. Everything is checked *at enqueue*: a value that would not come
+back equal from JSON (a ``datetime``, a ``Decimal``, a tuple, a dict with
+integer keys, ``nan``...) is refused at the line that enqueued it, naming the
+task and the argument, instead of failing in the relay long after the commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from .._errors import UsageError
+from .._intent import Intent
+
+__all__ = [
+    "ORDERING_KEY_OPTION",
+    "OutboxSerializationError",
+    "Payload",
+    "resolve_task",
+    "serialize_intent",
+    "task_reference",
+]
+
+#: Dispatch option read (and removed) by the outbox: rows that share it are
+#: dispatched one after the other, in commit order.
+ORDERING_KEY_OPTION = "outbox_ordering_key"
+
+
+class OutboxSerializationError(UsageError, TypeError):
+    """An intent that the outbox could not store so that it comes back intact."""
+
+
+class Payload(NamedTuple):
+    """What the outbox stores for one intent (all strings, ready for a row)."""
+
+    task_ref: str
+    name: str
+    args: str
+    kwargs: str
+    options: str | None
+    ordering_key: str | None
+    origin: str | None
+
+
+_refs: dict[int, tuple[object, str]] = {}
+
+
+def task_reference(task: object) -> str:
+    """The import reference (``"module:qualname"``) under which ``task`` can be found again.
+
+    Tried in order: the object's ``__module__``/``__qualname__``, then a
+    dotted ``name`` as registered by Celery/Huey-style task objects
+    (``"myapp.tasks.send_email"``). A reference is accepted only if importing
+    it gives back this very object, so lambdas, closures and nested functions
+    are refused (``OutboxSerializationError``) rather than stored under a name
+    that would resolve to something else.
+    """
+    cached = _refs.get(id(task))
+    if cached is not None and cached[0] is task:
+        return cached[1]
+    candidates = []
+    module = getattr(task, "__module__", None)
+    qualname = getattr(task, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
+        candidates.append(f"{module}:{qualname}")
+    name = getattr(task, "name", None)
+    if isinstance(name, str) and "." in name:
+        mod, _, attr = name.rpartition(".")
+        candidates.append(f"{mod}:{attr}")
+    for ref in candidates:
+        try:
+            found = resolve_task(ref)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        if found is task:
+            _refs[id(task)] = (task, ref)
+            return ref
+    raise OutboxSerializationError(
+        f"the outbox cannot store the task {task!r}: it is not importable by a stable name "
+        f"({'tried ' + ', '.join(candidates) if candidates else f'qualified name {qualname!r} in module {module!r}'}); "
+        "outbox tasks must be module-level functions or registered task objects, not lambdas or closures"
+    )
+
+
+def resolve_task(ref: str) -> Callable[..., Any]:
+    """Import the task stored under ``ref`` (``"module:qualname"``)."""
+    module_name, sep, qualname = ref.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"not a task reference (expected 'module:qualname'): {ref!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{ref!r} resolves to {obj!r}, which is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Stricter than ==: 1 == 1.0 == True, but JSON keeps them apart, and a
+    # tuple compares unequal to the list it comes back as.
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+def _encode(value: Any, what: str, intent: Intent) -> str:
+    try:
+        text = _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise OutboxSerializationError(
+            f"the outbox cannot store {intent.name}: {what} {value!r} is not JSON ({exc})"
+        ) from None
+    if not _same(json.loads(text), value):
+        raise OutboxSerializationError(
+            f"the outbox cannot store {intent.name}: {what} {value!r} would not come back the same from JSON "
+            f"(it would read {json.loads(text)!r}); pass lists, dicts with string keys, str, int, float, bool or None"
+        )
+    return text
+
+
+def serialize_intent(intent: Intent) -> Payload:
+    """Check and encode ``intent``; raise :class:`OutboxSerializationError` naming what cannot be stored."""
+    ref = task_reference(intent.task)
+    for i, arg in enumerate(intent.args):
+        _encode(arg, f"argument {i}", intent)
+    kwargs = intent.kwargs
+    for key, value in kwargs.items():
+        _encode(value, f"keyword argument {key!r}", intent)
+    options = dict(intent.dispatch_options) if intent.dispatch_options is not None else None
+    ordering_key = None
+    if options is not None:
+        key = options.pop(ORDERING_KEY_OPTION, None)
+        if key is not None:
+            if not isinstance(key, str) or not key or len(key) > 200:
+                raise OutboxSerializationError(
+                    f"the outbox cannot store {intent.name}: dispatch option {ORDERING_KEY_OPTION!r} must be "
+                    f"a non-empty string of at most 200 characters, got {key!r}"
+                )
+            ordering_key = key
+        for opt, value in options.items():
+            _encode(value, f"dispatch option {opt!r}", intent)
+    return Payload(
+        task_ref=ref,
+        name=intent.name,
+        args=_dumps(list(intent.args)),
+        kwargs=_dumps(kwargs),
+        options=_dumps(options) if options else None,
+        ordering_key=ordering_key,
+        origin=intent.origin,
+    )
+
+
+def deserialize(args: str, kwargs: str, options: str | None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The stored arguments, keyword arguments and dispatch options, decoded."""
+    opts: Mapping[str, Any] = json.loads(options) if options else {}
+    return json.loads(args), json.loads(kwargs), dict(opts)

@@ -1,0 +1,60 @@
+"""The outbox table as SQLAlchemy Core metadata.
+
+Add it to your own ``MetaData`` (``outbox_table(Base.metadata)``) and Alembic's
+autogenerate picks it up like any other table; or let
+``python -m airlock.outbox init --url ...`` create it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects import mysql
+
+from ._model import PENDING
+
+__all__ = ["DEFAULT_TABLE_NAME", "metadata", "outbox_table", "table"]
+
+DEFAULT_TABLE_NAME = "airlock_outbox"
+
+# Microseconds everywhere: MySQL/MariaDB DATETIME would otherwise round to the
+# second, and retry times / ages need better than that.
+_Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def outbox_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
+    """Define the outbox table named ``name`` in ``metadata`` and return it.
+
+    ``seq`` (auto-increment) gives the dispatch order; ``id`` (a UUID string)
+    is the idempotency key handed to the task.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False, unique=True),
+        Column("task", String(255), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("args", Text, nullable=False),
+        Column("kwargs", Text, nullable=False),
+        Column("options", Text, nullable=True),
+        Column("ordering_key", String(200), nullable=True),
+        Column("origin", Text, nullable=True),
+        Column("state", String(16), nullable=False, default=PENDING),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("created_at", _Timestamp, nullable=False),
+        Column("available_at", _Timestamp, nullable=True),
+        Column("lease_until", _Timestamp, nullable=True),
+        Column("claim_token", String(36), nullable=True),
+        Column("done_at", _Timestamp, nullable=True),
+        Column("last_error", Text, nullable=True),
+        Index(f"{name}_claim_idx", "state", "seq"),
+        Index(f"{name}_key_idx", "ordering_key", "seq"),
+        Index(f"{name}_token_idx", "claim_token"),
+    )
+
+
+#: The default metadata and table, for applications that do not bring their own.
+metadata = MetaData()
+table = outbox_table(metadata)

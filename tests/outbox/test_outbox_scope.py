@@ -1,0 +1,263 @@
+"""OutboxScope on a SQLAlchemy Session: rows join the business transaction (PostgreSQL, SQLite, MariaDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.orm import Session
+
+import airlock
+from airlock.outbox import (
+    ORDERING_KEY_OPTION,
+    OutboxScope,
+    OutboxSerializationError,
+    SQLAlchemyStorage,
+)
+from outbox_support import backend_task, record
+
+
+def rows(storage: SQLAlchemyStorage) -> list[Any]:
+    with storage.engine.connect() as conn:
+        return list(conn.execute(select(storage.table).order_by(storage.table.c.seq)).mappings())
+
+
+def count(storage: SQLAlchemyStorage, table: Table) -> int:
+    with storage.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def outbox(session: Session, storage: SQLAlchemyStorage, **kwargs: Any) -> airlock.Scope:
+    return airlock.scope(_cls=OutboxScope, session=session, table=storage.table, **kwargs)
+
+
+def test_commit_stores_rows_with_business_data(storage: SQLAlchemyStorage, orders: Table) -> None:
+    with Session(storage.engine) as session, session.begin():
+        session.execute(insert(orders).values(id=1, label="order"))
+        with outbox(session, storage) as scope:
+            airlock.enqueue(record, 1, label="a")
+            airlock.enqueue(backend_task, 2, _dispatch_options={"queue": "q1", "countdown": 5})
+            assert [i.name for i in scope.intents] == ["record", "backend_task"]
+        # Flushed = inserted, not yet committed: nothing dispatched, nothing visible elsewhere.
+        assert len(scope.stored_ids) == 2
+    stored = rows(storage)
+    assert count(storage, orders) == 1
+    assert [r["id"] for r in stored] == scope.stored_ids
+    assert [r["task"] for r in stored] == ["outbox_support:record", "outbox_support:backend_task"]
+    assert json.loads(stored[0]["args"]) == [1] and json.loads(stored[0]["kwargs"]) == {"label": "a"}
+    assert stored[0]["options"] is None
+    assert json.loads(stored[1]["options"]) == {"queue": "q1", "countdown": 5}
+    assert {r["state"] for r in stored} == {"pending"} and {r["attempts"] for r in stored} == {0}
+    assert stored[0]["seq"] < stored[1]["seq"]
+
+
+def test_rollback_leaves_no_row(storage: SQLAlchemyStorage, orders: Table) -> None:
+    with Session(storage.engine) as session:
+        with pytest.raises(KeyError):
+            with session.begin():
+                session.execute(insert(orders).values(id=1, label="order"))
+                with outbox(session, storage) as scope:
+                    airlock.enqueue(record, 1)
+                assert len(scope.stored_ids) == 1  # inserted in the transaction...
+                raise KeyError("business failure after the flush")
+    assert rows(storage) == []  # ...and rolled back with it
+    assert count(storage, orders) == 0
+
+
+def test_exception_in_scope_discards(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with pytest.raises(ValueError):
+            with outbox(session, storage) as scope:
+                airlock.enqueue(record, 1)
+                raise ValueError
+    assert scope.is_discarded and scope.stored_ids == []
+    assert rows(storage) == []
+
+
+def test_savepoint_rolled_back_before_the_flush_voids_its_intents(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage) as scope:
+            airlock.enqueue(record, 1)
+            with pytest.raises(KeyError):
+                with session.begin_nested():
+                    airlock.enqueue(record, 2)
+                    with session.begin_nested():
+                        airlock.enqueue(record, 3)  # released into the savepoint that rolls back
+                    raise KeyError
+            with session.begin_nested():
+                airlock.enqueue(record, 4)  # released: survives
+            airlock.enqueue(record, 5)
+    assert [json.loads(r["args"]) for r in rows(storage)] == [[1], [4], [5]]
+    assert len(scope.stored_ids) == 3
+
+
+def test_flush_inside_a_savepoint_that_rolls_back_leaves_no_row(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage):
+            airlock.enqueue(record, 1)
+        with pytest.raises(KeyError):
+            with session.begin_nested():
+                with outbox(session, storage) as inner:
+                    airlock.enqueue(record, 2)
+                assert len(inner.stored_ids) == 1
+                raise KeyError
+    assert [json.loads(r["args"]) for r in rows(storage)] == [[1]]
+
+
+def test_transaction_rolled_back_before_the_flush_voids_its_intents(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session:
+        with outbox(session, storage) as scope:
+            session.begin()
+            airlock.enqueue(record, 1)
+            session.rollback()
+            session.begin()
+            airlock.enqueue(record, 2)
+        session.commit()
+    assert [json.loads(r["args"]) for r in rows(storage)] == [[2]]
+    assert len(scope.stored_ids) == 1
+
+
+def test_policies_and_nesting_decide_what_is_stored(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage, policy=airlock.BlockTasks({"backend_task"})) as scope:
+            airlock.enqueue(record, 1)
+            airlock.enqueue(backend_task, 2)  # blocked by the outbox scope's policy
+            with airlock.scope(policy=airlock.DropAll()):
+                airlock.enqueue(record, 3)  # dropped by the inner scope: never reaches the outbox
+            with airlock.scope() as inner:
+                airlock.enqueue(record, 4)
+            assert inner.is_flushed and [i.args for i in scope.captured_intents] == [(4,)]
+            with airlock.policy(airlock.DropAll()):
+                airlock.enqueue(record, 5)
+    assert [json.loads(r["args"]) for r in rows(storage)] == [[1], [4]]
+
+
+def test_nested_scope_intents_are_checked_at_enqueue(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage):
+            with airlock.scope():
+                with pytest.raises(OutboxSerializationError, match="record: argument 0"):
+                    airlock.enqueue(record, {1: "int key"})
+
+
+def test_configure_makes_the_outbox_the_default(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        airlock.configure(scope_cls=OutboxScope, scope_kwargs={"session": session, "table": storage.table})
+
+        @airlock.scoped
+        def place_order() -> None:
+            airlock.enqueue(record, 7)
+
+        place_order()
+        with airlock.scope() as scope:
+            airlock.enqueue(record, 8)
+        assert isinstance(scope, OutboxScope)
+    assert [json.loads(r["args"]) for r in rows(storage)] == [[7], [8]]
+
+
+def test_async_scope_stores_rows(storage: SQLAlchemyStorage) -> None:
+    async def main(session: Session) -> list[str]:
+        async with outbox(session, storage) as scope:
+            airlock.enqueue(record, 1)
+        assert isinstance(scope, OutboxScope)
+        return scope.stored_ids
+
+    with Session(storage.engine) as session, session.begin():
+        ids = asyncio.run(main(session))
+    assert [r["id"] for r in rows(storage)] == ids and len(ids) == 1
+
+
+def test_ordering_key_is_stored_apart_from_options(storage: SQLAlchemyStorage) -> None:
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage):
+            airlock.enqueue(record, 1, _dispatch_options={ORDERING_KEY_OPTION: "customer:1", "queue": "q"})
+    (row,) = rows(storage)
+    assert row["ordering_key"] == "customer:1" and json.loads(row["options"]) == {"queue": "q"}
+
+
+def test_postgres_notify_is_delivered_at_commit(pg_storage: SQLAlchemyStorage) -> None:
+    storage = pg_storage
+    assert storage.wait(0.01) is False  # LISTEN is now in place
+    with Session(storage.engine) as session:
+        with outbox(session, storage):
+            airlock.enqueue(record, 1)
+        assert storage.wait(0.2) is False  # not committed: nothing announced
+        session.commit()
+    assert storage.wait(5) is True
+
+
+# -- bad input: refused at the enqueue line, naming the task and the argument --------------
+
+
+class NotJson:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "options", "message"),
+    [
+        ((dt.datetime(2024, 1, 1),), {}, None, r"record: argument 0 datetime\.datetime\(2024.* is not JSON"),
+        ((1,), {"label": decimal.Decimal("1.5")}, None, r"record: keyword argument 'label' Decimal"),
+        (((1, 2),), {}, None, r"argument 0 \(1, 2\) would not come back the same.*\[1, 2\]"),
+        (({1: "a"},), {}, None, r"argument 0 \{1: 'a'\} would not come back the same"),
+        ((float("nan"),), {}, None, r"argument 0 nan is not JSON"),
+        ((NotJson(),), {}, None, r"argument 0 <.*NotJson object.*> is not JSON"),
+        ((1,), {}, {"eta": dt.datetime(2024, 1, 1)}, r"record: dispatch option 'eta'"),
+        ((1,), {}, {ORDERING_KEY_OPTION: 5}, r"'outbox_ordering_key' must be a non-empty string"),
+    ],
+)
+def test_unstorable_arguments_fail_at_enqueue(
+    tmp_path: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: Any, message: str
+) -> None:
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'o.db'}")
+    storage.create_table()
+    with Session(storage.engine) as session, session.begin():
+        with airlock.scope(_cls=OutboxScope, session=session) as scope:
+            with pytest.raises(OutboxSerializationError, match=message) as caught:
+                airlock.enqueue(record, *args, _dispatch_options=options, **kwargs)
+            assert scope.intents == []  # refused: not buffered
+            assert isinstance(caught.value, TypeError) and isinstance(caught.value, airlock.UsageError)
+    assert rows(storage) == []
+
+
+def test_tasks_without_a_stable_reference_fail_at_enqueue(tmp_path: Any) -> None:
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'o.db'}")
+
+    def local_task() -> None: ...
+
+    with Session(storage.engine) as session, airlock.scope(_cls=OutboxScope, session=session):
+        with pytest.raises(OutboxSerializationError, match=r"<lambda>.*not importable"):
+            airlock.enqueue(lambda: None)
+        with pytest.raises(OutboxSerializationError, match=r"local_task.*not importable"):
+            airlock.enqueue(local_task)
+
+
+def test_outbox_scope_needs_a_session() -> None:
+    with pytest.raises(TypeError, match=r"OutboxScope\(session=\.\.\.\) needs the SQLAlchemy Session"):
+        airlock.scope(_cls=OutboxScope)
+    with pytest.raises(TypeError, match=r"OutboxScope\(table=\.\.\.\) needs a sqlalchemy.Table"):
+        OutboxScope(session=Session(), table="airlock_outbox")  # type: ignore[arg-type]
+
+
+def test_table_is_alembic_friendly(storage: SQLAlchemyStorage) -> None:
+    from alembic.autogenerate import compare_metadata, produce_migrations, render_python_code
+    from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from airlock.outbox import outbox_table
+
+    metadata = MetaData()
+    outbox_table(metadata, storage.table.name)  # added to the application's own metadata
+    with storage.engine.connect() as conn:
+        name = storage.table.name
+        only_ours = {"compare_type": True, "include_name": lambda n, kind, _: kind != "table" or n == name}
+        context = MigrationContext.configure(conn, opts=only_ours)
+        assert compare_metadata(context, metadata) == []  # what `init` created is what autogenerate expects
+        empty = MigrationContext.configure(conn, opts={"include_name": lambda *a: False})
+    code = render_python_code(produce_migrations(empty, metadata).upgrade_ops)
+    assert f"op.create_table('{storage.table.name}'" in code and "sa.Column('ordering_key'" in code
