@@ -78,6 +78,18 @@ class OutboxStatus:
     done: int
     oldest_age: float | None
 
+    @classmethod
+    def from_counts(cls, by_state: dict[str, int], *, failed: int, oldest_age: float | None) -> OutboxStatus:
+        """Build from row counts per state, as both storages query them."""
+        return cls(
+            pending=by_state.get(PENDING, 0),
+            in_flight=by_state.get(INFLIGHT, 0),
+            failed=failed,
+            dead=by_state.get(DEAD, 0),
+            done=by_state.get(DONE, 0),
+            oldest_age=oldest_age,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -193,14 +193,7 @@ class SQLAlchemyStorage:
             if isinstance(oldest, str):  # pragma: no cover - drivers that return text
                 oldest = dt.datetime.fromisoformat(oldest)
             age = max(0.0, (utcnow() - oldest).total_seconds())
-        return OutboxStatus(
-            pending=counts.get(PENDING, 0),
-            in_flight=counts.get(INFLIGHT, 0),
-            failed=failed,
-            dead=counts.get(DEAD, 0),
-            done=counts.get(DONE, 0),
-            oldest_age=age,
-        )
+        return OutboxStatus.from_counts(counts, failed=failed, oldest_age=age)
 
     def prune(self, older_than: float) -> int:
         t = self.table

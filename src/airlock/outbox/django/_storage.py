@@ -95,14 +95,7 @@ class DjangoStorage:
         failed = rows.filter(state=PENDING, attempts__gt=0).count()
         oldest = rows.filter(state__in=(PENDING, INFLIGHT)).aggregate(oldest=Min("created_at"))["oldest"]
         age = None if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
-        return OutboxStatus(
-            pending=counts.get(PENDING, 0),
-            in_flight=counts.get(INFLIGHT, 0),
-            failed=failed,
-            dead=counts.get(DEAD, 0),
-            done=counts.get(DONE, 0),
-            oldest_age=age,
-        )
+        return OutboxStatus.from_counts(counts, failed=failed, oldest_age=age)
 
     def prune(self, older_than: float) -> int:
         cutoff = timezone.now() - dt.timedelta(seconds=older_than)
