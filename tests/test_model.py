@@ -4,8 +4,8 @@ A program is a tree of nested scopes (random policies, some with a custom
 ``before_descendant_flushes`` that lets a set of names through), local
 ``airlock.policy()`` blocks, enqueues of named tasks, exceptions raised at
 random depths and caught at random levels, a task that fails at dispatch, and
-"transactional" scopes (a documented extension point: ``_enqueue_checks`` +
-``intent._add_condition``) whose savepoint may roll back, voiding the intents
+"transactional" scopes (a documented extension point: ``enqueue_checks`` +
+``intent.add_condition``) whose savepoint may roll back, voiding the intents
 enqueued in them wherever those intents have been captured to.
 The reference model below follows SPEC §2.4/§2.5/§2.7 literally, in plain
 Python; the exact sequence of dispatched intents (and what the outermost scope
@@ -311,10 +311,10 @@ class TxScope(airlock.Scope):
         self.savepoint = savepoint
         super().__init__(policy, **kwargs)
 
-    def _enqueue_checks(self) -> Iterator[Any]:
-        yield from super()._enqueue_checks()
+    def enqueue_checks(self) -> Iterator[Any]:
+        yield from super().enqueue_checks()
         savepoint = self.savepoint
-        yield lambda intent: intent._add_condition(lambda: savepoint.alive)
+        yield lambda intent: intent.add_condition(lambda: savepoint.alive)
 
 
 class Runner:

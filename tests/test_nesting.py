@@ -358,10 +358,10 @@ class TxScope(airlock.Scope):
         self.savepoint = savepoint
         super().__init__(policy, **kw)
 
-    def _enqueue_checks(self) -> Iterable[Callable[[airlock.Intent], None]]:
-        yield from super()._enqueue_checks()
+    def enqueue_checks(self) -> Iterable[Callable[[airlock.Intent], None]]:
+        yield from super().enqueue_checks()
         sp = self.savepoint
-        yield lambda intent: intent._add_condition(lambda: sp.alive)
+        yield lambda intent: intent.add_condition(lambda: sp.alive)
 
 
 def test_condition_false_at_flush_voids_the_intent() -> None:

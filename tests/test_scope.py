@@ -483,8 +483,8 @@ def test_enqueue_checks_extension_point() -> None:
     checked: list[str] = []
 
     class Checking(airlock.Scope):
-        def _enqueue_checks(self) -> Any:
-            yield from super()._enqueue_checks()
+        def enqueue_checks(self) -> Any:
+            yield from super().enqueue_checks()
             yield lambda intent: checked.append(intent.name)
 
     with Checking(airlock.AssertNoEffects()) as s:

@@ -143,7 +143,7 @@ class Intent:
         """Whether every ``airlock.policy()`` active at enqueue allows this intent."""
         return all(p.allows(self) for p in self.local_policies)
 
-    def _add_condition(self, alive: Callable[[], bool]) -> None:
+    def add_condition(self, alive: Callable[[], bool]) -> None:
         """Attach a condition that must still hold for the intent to dispatch.
 
         For scope subclasses that tie intents to a transaction: once ``alive()``

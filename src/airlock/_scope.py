@@ -83,7 +83,7 @@ class Scope:
     Subclasses change WHEN by overriding :meth:`should_flush`,
     :meth:`_dispatch_all` / :meth:`_adispatch_all`, how they treat a nested
     scope's intents with :meth:`before_descendant_flushes`, and what is checked
-    at enqueue with :meth:`_enqueue_checks`. They never need to override
+    at enqueue with :meth:`enqueue_checks`. They never need to override
     :meth:`flush`.
     """
 
@@ -211,7 +211,7 @@ class Scope:
         """
         return []
 
-    def _enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
+    def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
         """Callables run on every intent enqueued in this scope or a nested one.
 
         Default: the policy's ``on_enqueue`` (unless it is the inherited no-op)
@@ -248,17 +248,7 @@ class Scope:
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
-                task = intent._task
-                if executor is sync_executor and callable(task):  # the default: skip one call frame
-                    result = task(*intent._args, **intent._kwargs)
-                else:
-                    result = executor(intent)
-                if result is not None and inspect.isawaitable(result):
-                    _close(result)
-                    raise UsageError(
-                        f"{intent.name} returned an awaitable, but this scope flushes synchronously; "
-                        "use 'async with airlock.scope()' or 'await scope.aflush()'"
-                    )
+                self._dispatch_one(intent)
             except Exception as exc:
                 failures.append((intent, exc))
         if listening or failures:
@@ -274,13 +264,35 @@ class Scope:
         started = perf_counter() if listening else 0.0
         for intent in intents:
             try:
-                result = executor(intent)
-                if result is not None and inspect.isawaitable(result):
-                    await result
+                await self._adispatch_one(intent)
             except Exception as exc:
                 failures.append((intent, exc))
         if listening or failures:
             self._finish_dispatch(intents, failures, started if listening else None)
+
+    def _dispatch_one(self, intent: Intent) -> None:
+        """Run one intent now (the per-intent hook of :meth:`_dispatch_all`).
+
+        Raise to report the intent as failed; the loop goes on with the next.
+        """
+        executor = self._executor
+        task = intent._task
+        if executor is sync_executor and callable(task):  # the default: skip one call frame
+            result = task(*intent._args, **intent._kwargs)
+        else:
+            result = executor(intent)
+        if result is not None and inspect.isawaitable(result):
+            _close(result)
+            raise UsageError(
+                f"{intent.name} returned an awaitable, but this scope flushes synchronously; "
+                "use 'async with airlock.scope()' or 'await scope.aflush()'"
+            )
+
+    async def _adispatch_one(self, intent: Intent) -> None:
+        """Run one intent now, awaiting what it returns (the hook of :meth:`_adispatch_all`)."""
+        result = self._executor(intent)
+        if result is not None and inspect.isawaitable(result):
+            await result
 
     def _raise_failures(self, failures: list[tuple[Intent, Exception]]) -> None:
         """Log each failure and raise them together as one :class:`DispatchError`.
@@ -397,17 +409,45 @@ class Scope:
             )
         return dropped
 
+    def end(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
+        """The one end-of-life path: :meth:`exit`, decide, then :meth:`flush` or :meth:`discard`.
+
+        The scope flushes when ``flush`` is true (an integration's own rule,
+        e.g. "the response status is below 400") and :meth:`should_flush`
+        agrees for ``error``. A ``should_flush`` that raises leaves the scope
+        discarded and the exception propagating. Returns what was dispatched
+        (or handed to an enclosing scope); ``[]`` when discarded.
+        """
+        self.exit()
+        if self._decide(error, flush):
+            return self.flush()
+        self.discard()
+        return []
+
+    async def aend(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
+        """Async twin of :meth:`end`: flushes with :meth:`aflush`."""
+        self.exit()
+        if self._decide(error, flush):
+            return await self.aflush()
+        self.discard()
+        return []
+
+    def _decide(self, error: BaseException | None, flush: bool) -> bool:
+        if not flush:
+            return False
+        try:
+            return bool(self.should_flush(error))
+        except BaseException:
+            self.discard()
+            raise
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.exit()
-        if self.should_flush(exc):
-            self.flush()
-        else:
-            self.discard()
+        self.end(exc)
 
     async def __aenter__(self) -> Scope:
         return await self.aenter()
@@ -418,11 +458,7 @@ class Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.exit()
-        if self.should_flush(exc):
-            await self.aflush()
-        else:
-            self.discard()
+        await self.aend(exc)
 
     # -- internals --------------------------------------------------------
 
@@ -435,10 +471,10 @@ class Scope:
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         memo = _checks_memo
-        if memo[0] is self._policy and memo[1] is self._executor and type(self)._enqueue_checks is _base_checks:
+        if memo[0] is self._policy and memo[1] is self._executor and type(self).enqueue_checks is _base_checks:
             own = memo[2]  # the usual case: the configured policy and executor, no subclass checks
         else:
-            own = tuple(self._enqueue_checks())
+            own = tuple(self.enqueue_checks())
         parent = self._parent
         if parent is not None:
             inherited = parent._checks if parent._checks is not None else parent._resolve_checks()
@@ -545,7 +581,7 @@ class Scope:
             self._needs_filter = True
 
 
-_base_checks = Scope._enqueue_checks
+_base_checks = Scope.enqueue_checks
 
 
 def _checked_subsequence(chosen: list[Intent], offered: list[Intent], hook: str) -> list[Intent]:

@@ -183,7 +183,7 @@ class SQLAlchemyScope(Scope):
         executor: Callable[[Intent], Any] | None = None,
         origin: str | None = None,
     ) -> None:
-        # Set before Scope.__init__, which collects _enqueue_checks().
+        # Set before Scope.__init__, which collects enqueue_checks().
         self._session = self._sync_session(session)
         self._tracker = _tracker_for(self._session)
         super().__init__(policy, executor=executor, origin=origin)
@@ -206,8 +206,8 @@ class SQLAlchemyScope(Scope):
             raise TypeError(f"{cls.__name__}(session=...) needs a sqlalchemy.orm.Session, got {session!r}")
         return session
 
-    def _enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
-        yield from super()._enqueue_checks()
+    def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
+        yield from super().enqueue_checks()
         yield self._tie_to_transaction
 
     def _tie_to_transaction(self, intent: Intent) -> None:
@@ -215,7 +215,7 @@ class SQLAlchemyScope(Scope):
         if self._session.in_transaction():
             condition = self._tracker.condition_for(self._session)
             if condition is not None:
-                intent._add_condition(condition)
+                intent.add_condition(condition)
 
     def _defer(self, intents: list[Intent], asynchronous: bool) -> bool:
         root = self._session.get_transaction()

@@ -71,8 +71,8 @@ class BaseOutboxScope(Scope):
 
     # -- Scope hooks ---------------------------------------------------------
 
-    def _enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
-        yield from super()._enqueue_checks()
+    def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
+        yield from super().enqueue_checks()
         yield self._check_storable
         yield self._tie_to_transaction
 
@@ -82,7 +82,7 @@ class BaseOutboxScope(Scope):
     def _tie_to_transaction(self, intent: Intent) -> None:
         condition = self._transaction_condition()
         if condition is not None:
-            intent._add_condition(condition)
+            intent.add_condition(condition)
 
     def _rows(self, intents: list[Intent]) -> tuple[list[dict[str, Any]], list[tuple[Intent, str]]]:
         now = utcnow()

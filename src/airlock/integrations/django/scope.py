@@ -82,7 +82,7 @@ def tie_to_transactions(intent: Intent) -> None:
     """
     for connection in _open_connections():
         if connection.in_atomic_block:
-            intent._add_condition(_marker_for(connection).alive)
+            intent.add_condition(_marker_for(connection).alive)
 
 
 def _open_connections() -> list[BaseDatabaseWrapper]:
@@ -138,8 +138,8 @@ class DjangoScope(Scope):
         """The database alias whose commit the dispatch waits for."""
         return self._using
 
-    def _enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
-        yield from super()._enqueue_checks()
+    def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
+        yield from super().enqueue_checks()
         # A module-level function, so nested DjangoScopes share (and dedupe) it.
         yield tie_to_transactions
 
