@@ -106,6 +106,15 @@ def test_get_setting_refuses_a_name_that_is_not_a_key() -> None:
         get_setting("POLICIES")
 
 
+class PickyScope(airlock.Scope):
+    """A custom scope that validates its own keyword argument (keyword-only, no default)."""
+
+    def __init__(self, *, level: int, **kwargs: Any) -> None:
+        if not isinstance(level, int):
+            raise TypeError(f"level must be an int, got {level!r}")
+        super().__init__(**kwargs)
+
+
 @pytest.mark.parametrize(
     ("airlock_setting", "check_id", "message", "hint"),
     [
@@ -119,7 +128,13 @@ def test_get_setting_refuses_a_name_that_is_not_a_key() -> None:
         ({"EXECUTOR": "airlock.DropAll"}, "airlock.E003", "is not an executor", "function taking an Intent"),
         ({"SCOPE": f"{__name__}.NotAScope"}, "airlock.E004", "is not a subclass of airlock.Scope", "DjangoScope"),
         ({"SCOPE_KWARGS": {"using": "nope"}}, "airlock.E005", "'nope' is not a database alias", "default, other"),
-        ({"SCOPE_KWARGS": {"colour": "red"}}, "airlock.E005", "does not fit DjangoScope", "keyword arguments"),
+        ({"SCOPE_KWARGS": {"colour": "red"}}, "airlock.E005", "does not build a DjangoScope", "keyword arguments"),
+        # Every value that would fail when a request builds its scope fails here, naming SCOPE_KWARGS.
+        ({"SCOPE_KWARGS": {"using": 5}}, "airlock.E005", "SCOPE_KWARGS']['using'] = 5", "DATABASES defines"),
+        ({"SCOPE_KWARGS": {"policy": "airlock.AllowAll"}}, "airlock.E005", "SCOPE_KWARGS'] = {'policy'", "accepts"),
+        ({"SCOPE_KWARGS": {"executor": 42}}, "airlock.E005", "SCOPE_KWARGS'] = {'executor': 42}", "accepts"),
+        ({"SCOPE": f"{__name__}.PickyScope", "SCOPE_KWARGS": {"level": "high"}}, "airlock.E005", "level must be an int", "accepts"),
+        ({"SCOPE": f"{__name__}.PickyScope"}, "airlock.E005", "does not build a PickyScope", "accepts"),
         ({"SCOPE_KWARGS": ["using"]}, "airlock.E005", "must be a dict", "'using'"),
     ],
     ids=lambda v: v if isinstance(v, str) and v.startswith("airlock.E") else None,
@@ -151,10 +166,14 @@ def test_broken_setting_fails_closed_every_enqueue_raises_nothing_dispatches(
     with pytest.raises(ImproperlyConfigured, match=r"airlock.E002.*NoSuchPolicy"):
         with airlock.scope():
             airlock.enqueue(record, "x")
-    # Whatever reaches it at flush is not let out either.
-    with airlock.scope(policy=airlock.DropAll()):
-        intent = airlock.enqueue(record, "y")
-    assert policy.allows(intent) is False
+    # Naming a policy at the call site changes nothing: the executor the
+    # settings did not choose is refused too, at the enqueue line.
+    with pytest.raises(ImproperlyConfigured, match=r"airlock.E002.*NoSuchPolicy"):
+        with airlock.scope(policy=airlock.AllowAll()):
+            airlock.enqueue(record, "y")
+    executor = airlock.get_configuration()["executor"]
+    with pytest.raises(ImproperlyConfigured, match=r"airlock.E002"):
+        executor(airlock.Intent(record, ("z",)))
     assert ran == []
 
 

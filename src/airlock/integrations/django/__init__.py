@@ -8,7 +8,7 @@ every request its own scope.
 
 from __future__ import annotations
 
-from .conf import SETTING_KEYS, configure_from_settings, get_executor, get_policy, get_setting
+from .conf import SETTING_KEYS, configure_from_settings, get_executor, get_policy, get_scope_class, get_setting
 from .middleware import AirlockMiddleware
 from .scope import DjangoScope
 
@@ -19,5 +19,6 @@ __all__ = [
     "configure_from_settings",
     "get_executor",
     "get_policy",
+    "get_scope_class",
     "get_setting",
 ]

@@ -201,15 +201,16 @@ def get_scope_kwargs() -> dict[str, Any]:
 
 
 def _check_kwargs_fit(scope_cls: type[Scope], kwargs: dict[str, Any]) -> None:
-    import inspect
+    """Build the scope the way every request will; whatever fails there fails here, naming SCOPE_KWARGS."""
+    from .middleware import build_request_scope
 
     try:
-        inspect.signature(scope_cls).bind(**kwargs)
-    except TypeError as exc:
+        build_request_scope(scope_cls, kwargs, origin="manage.py check")
+    except Exception as exc:
         raise SettingError(
             "airlock.E005",
-            f"AIRLOCK['SCOPE_KWARGS'] does not fit {scope_cls.__name__}: {exc}",
-            f"Pass only keyword arguments {scope_cls.__name__}(...) accepts",
+            f"AIRLOCK['SCOPE_KWARGS'] = {kwargs!r} does not build a {scope_cls.__name__}: {exc!r}",
+            f"Pass only keyword arguments {scope_cls.__name__}(...) accepts, with values it accepts",
         ) from exc
 
 
@@ -238,7 +239,7 @@ def find_setting_errors() -> list[SettingError]:
         kwargs = get_scope_kwargs()
     except SettingError as exc:
         errors.append(exc)
-    if scope_cls is not None and kwargs:
+    if scope_cls is not None and kwargs is not None:
         try:
             _check_kwargs_fit(scope_cls, kwargs)
         except SettingError as exc:
@@ -247,12 +248,15 @@ def find_setting_errors() -> list[SettingError]:
 
 
 class _Misconfigured:
-    """The policy installed when ``AIRLOCK`` is broken: fail closed, loudly.
+    """The policy AND executor installed when ``AIRLOCK`` is broken: fail closed, loudly.
 
     Every enqueue raises the configuration error at the enqueue line and
     nothing is ever dispatched, so a process that skipped the system checks
     (a WSGI server) can neither run with defaults the settings did not ask for
-    nor lose effects silently.
+    nor lose effects silently. Installed as the executor too (its ``validate``
+    runs at every enqueue), so a call site that names its own policy
+    (``airlock.scope(policy=AllowAll())``) still cannot run intents through an
+    executor the settings did not choose.
     """
 
     def __init__(self, errors: list[SettingError]) -> None:
@@ -262,14 +266,43 @@ class _Misconfigured:
         lines = "; ".join(f"{e.check_id}: {e}" for e in self.errors)
         return ImproperlyConfigured(f"airlock is misconfigured, so nothing may be enqueued: {lines}")
 
+    # -- as a policy
     def on_enqueue(self, intent: Intent) -> None:
         raise self._error()
 
     def allows(self, intent: Intent) -> bool:
         return False
 
+    # -- as an executor
+    def validate(self, intent: Intent) -> None:
+        raise self._error()
+
+    def __call__(self, intent: Intent) -> None:
+        raise self._error()
+
     def __repr__(self) -> str:
         return f"<airlock misconfigured: {', '.join(e.check_id for e in self.errors)}>"
+
+
+#: Whether the app configured airlock from the settings (``configure_from_settings`` ran).
+_configured_from_settings = False
+
+
+def executor_when_unconfigured() -> Callable[[Intent], Any] | None:
+    """``AIRLOCK['EXECUTOR']`` for a :class:`DjangoScope` built without an executor, when the
+    app is not installed (so nothing configured airlock from the settings); ``None`` otherwise,
+    meaning "the configured one"."""
+    if _configured_from_settings or not settings.configured:
+        return None
+    configured = airlock.get_configuration()["executor"]
+    if configured is not None and configured is not sync_executor:
+        return None  # configured in code: that wins
+    if not isinstance(getattr(settings, "AIRLOCK", None), Mapping) or "EXECUTOR" not in settings.AIRLOCK:
+        return None
+    try:
+        return get_executor()
+    except SettingError as exc:
+        return _Misconfigured([exc])
 
 
 def configure_from_settings(*, strict: bool = True) -> None:
@@ -278,17 +311,21 @@ def configure_from_settings(*, strict: bool = True) -> None:
     Unknown keys raise :class:`~django.core.exceptions.ImproperlyConfigured`
     listing the valid ones (when ``strict``). Any other problem is left for the
     system checks to report (``airlock.E001``...) and airlock is configured to
-    fail closed: every enqueue raises the problem, nothing dispatches.
+    fail closed: every enqueue raises the problem, nothing dispatches, whatever
+    policy a call site names.
     """
+    global _configured_from_settings
     errors = find_setting_errors()
     if strict:
         for error in errors:
             if error.check_id == "airlock.E001":
                 raise ImproperlyConfigured(str(error))
+    _configured_from_settings = True
     if errors:
         from .scope import DjangoScope
 
-        airlock.configure(scope_cls=DjangoScope, policy=_Misconfigured(errors), scope_kwargs={})
+        broken = _Misconfigured(errors)
+        airlock.configure(scope_cls=DjangoScope, policy=broken, executor=broken, scope_kwargs={})
         return
     airlock.configure(
         scope_cls=get_scope_class(),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.http import HttpRequest, HttpResponseBase
 
@@ -14,23 +16,55 @@ from airlock import Scope
 
 from .scope import DjangoScope
 
-__all__ = ["AirlockMiddleware"]
+__all__ = ["AirlockMiddleware", "build_request_scope"]
 
 _APP = "airlock.integrations.django"
+
+
+def _accepts_origin(cls: type[Scope]) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a builtin-like __init__
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == "origin" and p.kind is not p.POSITIONAL_ONLY) for p in params)
+
+
+def build_request_scope(cls: type[Scope], scope_kwargs: Mapping[str, Any], origin: str) -> Scope:
+    """``cls(**scope_kwargs)``, keyword arguments only, with ``origin`` when the class takes it.
+
+    The one way requests build their scope (and the system check builds it
+    the same way, so a ``SCOPE_KWARGS`` that would fail here fails there). A
+    custom scope class whose ``__init__`` takes only ``**kwargs``, or only
+    ``policy``/``executor``, works: nothing is passed positionally, and
+    nothing it does not accept.
+    """
+    kwargs = dict(scope_kwargs)
+    if "origin" not in kwargs and _accepts_origin(cls):
+        kwargs["origin"] = origin
+    return cls(**kwargs)
+
+
+def _noop() -> None:
+    pass
 
 
 class AirlockMiddleware:
     """Run each request in its own scope, on ``request.airlock_scope``.
 
     The scope flushes when :meth:`should_flush` says so (by default: the
-    response status is below 400) and is discarded otherwise, or when the
-    rest of the chain raises (the exception propagates unchanged). The scope
-    is a :class:`DjangoScope` (or the ``AIRLOCK['SCOPE']`` class when the app
-    is installed), so the effects still wait for any transaction that is open
-    around this middleware.
+    response status is below 400) and is discarded otherwise, when the rest of
+    the chain raises (the exception propagates unchanged), and when the view
+    raised, even if a middleware's ``process_exception`` turned that into a
+    successful response. The scope is a :class:`DjangoScope` (or the
+    ``AIRLOCK['SCOPE']`` class when the app is installed), so the effects still
+    wait for any transaction that is open around this middleware.
 
     Both sync and async capable: under ASGI with async views Django calls it
-    as a coroutine and airlock adds no thread hop; under WSGI it is plain sync.
+    as a coroutine and airlock adds no thread hop of its own; under WSGI it is
+    plain sync. When the client disconnects while a sync view runs (ASGI),
+    the scope stays open until the view has finished, then dispatches only
+    the intents made inside a transaction (after that transaction commits)
+    and discards the rest.
     """
 
     sync_capable = True
@@ -48,11 +82,24 @@ class AirlockMiddleware:
 
     def make_scope(self, request: HttpRequest) -> Scope:
         """The scope for ``request`` (override to pick a policy per request)."""
-        # With the app installed, airlock.scope() builds the configured class
-        # with the configured kwargs; without it, requests still get a
-        # transaction-aware scope rather than the core's plain one.
-        cls = None if apps.is_installed(_APP) else DjangoScope
-        return airlock.scope(_cls=cls, origin=f"{request.method} {request.path}")
+        # With the app installed, the configured class with the configured
+        # kwargs; without it, requests still get a transaction-aware scope
+        # rather than the core's plain one.
+        config = airlock.get_configuration()
+        if apps.is_installed(_APP):
+            cls, kwargs = config["scope_cls"], config["scope_kwargs"]
+        else:
+            cls = DjangoScope
+            kwargs = config["scope_kwargs"] if issubclass(DjangoScope, config["scope_cls"]) else {}
+        return build_request_scope(cls, kwargs, f"{request.method} {request.path}")
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        """Note that the view raised: its scope is discarded whatever response follows."""
+        request._airlock_view_raised = exception
+
+    def _flushes(self, request: HttpRequest, response: HttpResponseBase) -> tuple[BaseException | None, bool]:
+        raised: BaseException | None = getattr(request, "_airlock_view_raised", None)
+        return raised, raised is None and self.should_flush(request, response)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
@@ -62,15 +109,11 @@ class AirlockMiddleware:
         scope.enter()
         try:
             response = self.get_response(request)
-        except BaseException:
-            scope.exit()
-            scope.discard()
+        except BaseException as exc:
+            scope.end(exc, flush=False)
             raise
-        scope.exit()
-        if self.should_flush(request, response):
-            scope.flush()
-        else:
-            scope.discard()
+        raised, flush = self._flushes(request, response)
+        scope.end(raised, flush=flush)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -80,13 +123,32 @@ class AirlockMiddleware:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         try:
             response = await get_response(request)
-        except BaseException:
-            scope.exit()
-            scope.discard()
+        except asyncio.CancelledError as exc:
+            await self._after_disconnect(scope, exc)
             raise
-        scope.exit()
-        if self.should_flush(request, response):
-            await scope.aflush()
-        else:
-            scope.discard()
+        except BaseException as exc:
+            scope.end(exc, flush=False)
+            raise
+        raised, flush = self._flushes(request, response)
+        await scope.aend(raised, flush=flush)
         return response
+
+    async def _after_disconnect(self, scope: Scope, exc: BaseException) -> None:
+        """The client went away (Django cancelled the request) while the chain ran.
+
+        A sync view is not stopped by that: it runs on in its thread and may
+        still commit. Wait for it (a no-op queued behind it on the same
+        thread), then let the intents made inside a transaction follow their
+        data (dispatched after it commits, dropped if it rolls back); discard
+        the rest.
+        """
+        try:
+            await sync_to_async(_noop, thread_sensitive=True)()
+        except BaseException:
+            scope.end(exc, flush=False)
+            raise
+        if isinstance(scope, DjangoScope):
+            scope.dispatch_transaction_bound_only()
+            await scope.aend(None)
+        else:
+            scope.end(exc, flush=False)

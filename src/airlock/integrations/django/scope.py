@@ -1,11 +1,13 @@
 """``DjangoScope``: effects escape only once the database transaction commits.
 
-Two things tie a scope to Django's transactions:
+Three things tie a scope to Django's transactions:
 
-* **Dispatch waits for the commit.** When the scope flushes inside an
-  ``atomic()`` block of its database (``using``), the whole flush is handed to
-  ONE ``transaction.on_commit`` callback; a rollback drops it with the data.
-  Outside a transaction it dispatches at once, as ``on_commit`` would.
+* **Dispatch waits for the commit** (:meth:`DjangoScope.schedule_dispatch`).
+  When the scope flushes while any database connection of this thread is
+  inside ``atomic()`` (whatever alias ``using`` names), the whole flush is one
+  ``transaction.on_commit`` callback; a rollback drops it with the data. With
+  several databases in open blocks, it waits for each of them. Outside a
+  transaction it dispatches at once, as ``on_commit`` would.
 * **Intents are transaction-exact.** An intent enqueued inside an ``atomic()``
   block (or savepoint) that later rolls back never dispatches, even when the
   scope itself lives outside that block and flushes normally. At enqueue time
@@ -13,113 +15,195 @@ Two things tie a scope to Django's transactions:
   once per transaction and savepoint level (not once per intent). Django drops
   the callbacks of a rolled-back savepoint or transaction and calls them on
   commit, so at flush the marker answers the only question that matters: is
-  the block the intent was made in still pending, or committed (alive), or
-  rolled back (void)?
+  the block the intent was made in still pending or committed (alive), or
+  rolled back (void)? When the flush itself has to wait for a commit, it rides
+  on such a marker when one is pending at its level, so Django's
+  ``captureOnCommitCallbacks`` sees one callback per flushing scope.
+* **Under ASGI the flush runs where the transaction is.** Django runs sync
+  code (views, sync middleware, ``atomic()``) on one thread per request; an
+  async flush of intents that need that thread (sync tasks, which may use the
+  ORM, or anything made inside a transaction) hops there, so it sees the
+  transaction a sync middleware opened around the async chain.
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from airlock import Intent, PolicyProtocol, Scope, UsageError
+from airlock.integrations.executors.sync import sync_executor
 
 __all__ = ["DjangoScope"]
 
+_get_ident = threading.get_ident
 
-class _CommitMarker:
-    """A no-op on-commit callback whose fate tells whether its block survived."""
 
-    __slots__ = ("connection", "fired")
+class _Marker:
+    """A transaction level's no-op on-commit callback; its fate tells whether the level survived.
+
+    Once a flush has to wait for the same commit, the marker carries that
+    flush too (:attr:`callback`), so it stays one registered callback.
+    """
+
+    __slots__ = ("connection", "level", "fired", "callback", "fn", "pending", "index")
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
+        self.level = tuple(connection.savepoint_ids)
         self.fired = False
+        self.callback: Callable[[], None] | None = None
+        # A bound method (Django's robust-callback logging reads ``__qualname__``),
+        # kept so that the registered entry can be recognised by identity.
+        self.fn = self.airlock_after_commit
+        connection.on_commit(self.fn, robust=True)
+        self.pending = connection.run_on_commit
+        self.index = len(self.pending) - 1
 
-    def __call__(self) -> None:
+    def airlock_after_commit(self) -> None:
         self.fired = True
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
 
     def alive(self) -> bool:
         """Committed, or still pending in an open transaction (not rolled back)."""
         if self.fired:
             return True
-        return any(entry[1] is self for entry in self.connection.run_on_commit)
+        pending = self.connection.run_on_commit
+        fn = self.fn
+        index = self.index
+        if pending is self.pending and index < len(pending) and pending[index][1] is fn:
+            return True  # the usual case: still where it was registered
+        return any(entry[1] is fn for entry in pending)
 
 
-def _marker_for(connection: BaseDatabaseWrapper) -> _CommitMarker:
-    """The marker of the connection's current transaction + savepoint level.
+def _markers(connection: BaseDatabaseWrapper) -> dict[str | None, _Marker]:
+    """The connection's markers by level (the innermost savepoint id, ``None`` for the transaction).
 
-    Cached per level so that a thousand enqueues in one block register one
-    callback. The cache is keyed on the identity of ``run_on_commit``: Django
-    replaces that list whenever a transaction ends or a savepoint rolls back,
-    which invalidates every cached marker exactly when it must be.
+    Kept on the connection and thrown away whenever Django replaces
+    ``run_on_commit`` (a transaction ends, a savepoint rolls back), which is
+    exactly when a cached marker may no longer stand for its level.
     """
     pending = connection.run_on_commit
-    level = tuple(connection.savepoint_ids)
-    cache: tuple[list[Any], dict[tuple[Any, ...], _CommitMarker]] | None = getattr(
-        connection, "_airlock_markers", None
-    )
-    if cache is None or cache[0] is not pending:
-        cache = (pending, {})
-        connection._airlock_markers = cache
-    marker = cache[1].get(level)
-    if marker is None or marker.fired:  # a fired marker belongs to a committed transaction
-        marker = _CommitMarker(connection)
-        connection.on_commit(marker)
-        cache[1][level] = marker
+    state: tuple[list[Any], dict[str | None, _Marker]] | None = getattr(connection, "_airlock_markers", None)
+    if state is None or state[0] is not pending:
+        state = (pending, {})
+        connection._airlock_markers = state
+    return state[1]
+
+
+def _marker_for(connection: BaseDatabaseWrapper) -> _Marker:
+    """The marker of the connection's current transaction + savepoint level (made once per level)."""
+    ids = connection.savepoint_ids
+    key = ids[-1] if ids else None  # savepoint ids are unique per connection
+    markers = _markers(connection)
+    marker = markers.get(key)
+    if marker is None or marker.fired:
+        marker = markers[key] = _Marker(connection)
     return marker
 
 
-def tie_to_transactions(intent: Intent) -> None:
-    """Enqueue check: void ``intent`` if any atomic block it is made in rolls back.
+def _register(connection: BaseDatabaseWrapper, callback: Callable[[], None]) -> None:
+    """``on_commit(callback, robust=True)``, riding on a pending marker of this level if there is one.
 
-    Every database connection of this context that is inside ``atomic()``
-    counts, not only the scope's ``using``: an intent made inside a block that
-    rolled back never happened, whichever database the block was on.
+    A marker registered at this level, or in a savepoint since released into
+    it, is dropped by exactly the rollbacks that would drop a new callback and
+    runs at the same commit: carrying the callback adds nothing visible.
     """
-    for connection in _open_connections():
-        if connection.in_atomic_block:
-            intent.add_condition(_marker_for(connection).alive)
+    level = tuple(connection.savepoint_ids)
+    depth = len(level)
+    candidates = [
+        m
+        for m in _markers(connection).values()
+        if m.callback is None and not m.fired and m.level[:depth] == level and m.alive()
+    ]
+    if candidates:
+        max(candidates, key=lambda m: m.index).callback = callback
+    else:
+        connection.on_commit(callback, robust=True)
 
 
-def _open_connections() -> list[BaseDatabaseWrapper]:
-    """The connections this thread or context has created.
+class _TieToTransactions:
+    """Enqueue check: void an intent if any ``atomic()`` block it is made in rolls back.
 
-    The same as ``connections.all(initialized_only=True)``.
+    Every connection of this thread counts, not only the scope's ``using``: an
+    intent made inside a block that rolled back never happened, whichever
+    database the block was on. The thread's connections are looked up once per
+    scope and thread (Django's per-thread store is slow to read), not per intent.
 
-    This runs on every enqueue; reading the per-thread store directly costs
-    half as much as the public call, which looks every alias up twice.
+    Equal to any other instance, so nested DjangoScopes run the check once.
     """
-    local = getattr(connections, "_connections", None)
-    if local is None:  # pragma: no cover - a Django without the store we know
-        return list(connections.all(initialized_only=True))
+
+    __slots__ = ("thread", "wrappers")
+
+    def __init__(self) -> None:
+        self.thread = 0
+        self.wrappers: tuple[BaseDatabaseWrapper, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _TieToTransactions
+
+    def __hash__(self) -> int:
+        return hash(_TieToTransactions)
+
+    def __call__(self, intent: Intent) -> None:
+        if self.thread != _get_ident():
+            self.thread = _get_ident()
+            self.wrappers = tuple(connections[alias] for alias in connections)
+        for connection in self.wrappers:
+            if connection.in_atomic_block:
+                intent.add_condition(_marker_for(connection).alive)
+
+
+def _is_tied(intent: Intent) -> bool:
+    """Whether the intent was made inside a transaction (has a marker condition)."""
+    meta = intent._meta
+    return meta is not None and any(getattr(c, "__self__", None).__class__ is _Marker for c in meta.conditions)
+
+
+def _in_atomic(first: str) -> list[BaseDatabaseWrapper]:
+    """This thread's connections inside ``atomic()``, the one for ``first`` first."""
     found = []
-    for alias in connections.settings:
-        connection = getattr(local, alias, None)
-        if connection is not None:
-            found.append(connection)
+    for alias in connections:
+        connection = connections[alias]
+        if connection.in_atomic_block:
+            if alias == first:
+                found.insert(0, connection)
+            else:
+                found.append(connection)
     return found
+
+
+async def _awaited(awaitable: Any) -> None:
+    await awaitable
 
 
 class DjangoScope(Scope):
     """A scope whose effects escape only after the database commits.
 
-    ``using`` names the database alias whose transaction the dispatch waits
-    for (default ``"default"``; set a project-wide default with
-    ``AIRLOCK = {"SCOPE_KWARGS": {"using": ...}}``). Other arguments are those
-    of :class:`airlock.Scope`.
+    ``using`` names the database alias checked first and whose manual
+    transaction management is refused at flush (default ``"default"``; set a
+    project-wide default with ``AIRLOCK = {"SCOPE_KWARGS": {"using": ...}}``);
+    a flush waits for the commit of every database this thread has inside
+    ``atomic()``. Built without an ``executor``, it uses the configured one, or
+    ``AIRLOCK["EXECUTOR"]`` when the app did not configure airlock.
     """
 
     __slots__ = ("_using",)
+    _transaction_bound_only = False
 
     def __init__(
         self,
         policy: PolicyProtocol | None = None,
-        *,
         executor: Callable[[Intent], Any] | None = None,
+        *,
         origin: str | None = None,
         using: str | None = None,
     ) -> None:
@@ -130,47 +214,73 @@ class DjangoScope(Scope):
                 f"{type(self).__name__}(using={using!r}): not a database alias; "
                 f"DATABASES defines: {', '.join(connections.settings)}"
             )
+        if executor is None:
+            from .conf import executor_when_unconfigured
+
+            executor = executor_when_unconfigured()
         self._using = using
         super().__init__(policy, executor=executor, origin=origin)
 
     @property
     def using(self) -> str:
-        """The database alias whose commit the dispatch waits for."""
+        """The database alias checked first when the flush looks for an open transaction."""
         return self._using
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
         yield from super().enqueue_checks()
-        # A module-level function, so nested DjangoScopes share (and dedupe) it.
-        yield tie_to_transactions
+        yield _TieToTransactions()
 
-    def _dispatch_all(self, intents: list[Intent]) -> None:
-        connection = connections[self._using]
-        if not connection.in_atomic_block:
+    def schedule_dispatch(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (this flush's dispatch) when the data it follows is committed.
+
+        Called once per flush that dispatches. The default is
+        ``transaction.on_commit(callback, robust=True)`` on every database of
+        this thread that is inside ``atomic()`` (it runs after the last of
+        them commits, and never if one rolls back), and a plain call when none
+        is, so that a failure raises :class:`airlock.DispatchError` at the
+        flush. Override it to pick another moment (e.g. always right away, or
+        after a specific database's commit).
+        """
+        waiting = _in_atomic(self._using)
+        if not waiting:
+            connection = connections[self._using]
             if connection.connection is not None and not connection.autocommit:
                 raise UsageError(
-                    f"{type(self).__name__} cannot tell when to dispatch {len(intents)} intent(s): "
-                    f"database {self._using!r} is in manual transaction management (autocommit off, "
-                    "no atomic block); flush inside transaction.atomic() or with autocommit on"
+                    f"{type(self).__name__} cannot tell when to dispatch: database {self._using!r} is in "
+                    "manual transaction management (autocommit off, no atomic block); "
+                    "flush inside transaction.atomic() or with autocommit on"
                 )
-            super()._dispatch_all(intents)  # autocommit: nothing to wait for
+            callback()
             return
+        _register(waiting[0], _after_every_commit(callback, self._using, waiting[0]))
+
+    def _dispatch_all(self, intents: list[Intent]) -> None:
+        if self._transaction_bound_only:
+            intents = [intent for intent in intents if _is_tied(intent)]
+            if not intents:
+                return
         dispatch_now = super()._dispatch_all
 
         # A plain function (not a partial): Django's robust-callback logging
-        # reads ``__qualname__``.
+        # reads ``__qualname__``. robust: a failed dispatch is logged (by
+        # airlock, with each intent, then by Django) instead of stopping the
+        # other on-commit callbacks of a transaction that has committed.
         def airlock_dispatch_after_commit() -> None:
             dispatch_now(intents)
 
-        # robust: a failed dispatch is logged (by airlock, with each intent,
-        # then by Django) instead of stopping the other on-commit callbacks of
-        # a transaction that has already committed.
-        transaction.on_commit(airlock_dispatch_after_commit, using=self._using, robust=True)
+        self.schedule_dispatch(airlock_dispatch_after_commit)
+
+    def _dispatch_one(self, intent: Intent) -> None:
+        if not self._async:
+            super()._dispatch_one(intent)
+            return
+        # An async scope's flush that hopped to the request's sync thread:
+        # a coroutine task is awaited back on the event loop.
+        result = self._executor(intent)
+        if result is not None and inspect.isawaitable(result):
+            async_to_sync(_awaited)(result)
 
     async def _adispatch_all(self, intents: list[Intent]) -> None:
-        # Only attributes are read here, never a database call, so the event
-        # loop is not blocked and there is no thread hop. Django gives async
-        # code its own connections and never runs it inside atomic() (that
-        # needs a sync thread), so an async flush has no transaction to wait for.
         connection = connections[self._using]
         if connection.in_atomic_block:
             # Only reachable with DJANGO_ALLOW_ASYNC_UNSAFE: the commit would
@@ -180,4 +290,49 @@ class DjangoScope(Scope):
                 f"asynchronously inside transaction.atomic() on database {self._using!r}; "
                 "exit the scope after the atomic block, or flush it from sync code"
             )
+        if self._needs_sync_thread(intents):
+            # Where Django runs this request's sync code, and so where a sync
+            # middleware's transaction is open: see the module docstring.
+            await sync_to_async(self._dispatch_all, thread_sensitive=True)(intents)
+            return
         await super()._adispatch_all(intents)
+
+    def _needs_sync_thread(self, intents: list[Intent]) -> bool:
+        """Whether this async flush must run on the request's sync thread.
+
+        Not when every intent is a coroutine task run by the in-process
+        executor and none was made inside a transaction: that flush stays on
+        the event loop, with no thread hop.
+        """
+        if self._executor is not sync_executor or self._transaction_bound_only:
+            return True
+        return not all(inspect.iscoroutinefunction(i._task) and not _is_tied(i) for i in intents)
+
+    def dispatch_transaction_bound_only(self) -> None:
+        """From now on this scope's flush dispatches only intents made inside a transaction.
+
+        What the middleware does when the client disconnects while a sync view
+        still runs: an intent whose transaction commits follows its data, the
+        others are discarded with the request.
+        """
+        self._transaction_bound_only = True
+
+
+def _after_every_commit(callback: Callable[[], None], first: str, waited: BaseDatabaseWrapper) -> Callable[[], None]:
+    """``callback``, deferred again while another database of this thread is still in ``atomic()``.
+
+    ``waited`` is the connection whose commit runs this: it is not asked
+    again (under ``captureOnCommitCallbacks(execute=True)`` the callbacks run
+    while its block is still open).
+    """
+    done = [waited]
+
+    def airlock_dispatch_after_commit() -> None:
+        waiting = [c for c in _in_atomic(first) if all(c is not d for d in done)]
+        if waiting:
+            done.append(waiting[0])
+            _register(waiting[0], airlock_dispatch_after_commit)
+        else:
+            callback()
+
+    return airlock_dispatch_after_commit
