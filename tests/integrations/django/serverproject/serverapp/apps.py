@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ServerAppConfig(AppConfig):
+    name = "serverproject.serverapp"
+    label = "serverapp"
