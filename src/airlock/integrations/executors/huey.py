@@ -16,7 +16,9 @@ a time (``priority``, ``retries``, ``expires``, ``id``, ...), which Huey's
 ``huey_executor.validate`` runs at enqueue and refuses what Huey could never
 send: arguments or option values the Huey instance's serializer (pickle by
 default) cannot encode, an option Huey's message does not take, an ``eta``
-that is not a ``datetime``, a ``delay`` that is not seconds or a ``timedelta``.
+that is not a ``datetime``, a ``delay`` that is not seconds or a ``timedelta``,
+a ``priority`` on a storage without priorities (``RedisHuey``; use
+``PriorityRedisHuey``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def validate(intent: Intent) -> None:
     options = intent.dispatch_options
     if not options:
         return
+    if options.get("priority") is not None and getattr(getattr(huey, "storage", None), "priority", True) is False:
+        raise TypeError(
+            f"cannot enqueue {intent.name} with a 'priority' dispatch option: the storage of {huey!r} does not "
+            "support priorities (use PriorityRedisHuey, or drop the option)"
+        )
     task_class = getattr(task, "task_class", None)
     if task_class is not None:
         carried = {k: v for k, v in options.items() if k not in _TIMES}
