@@ -351,3 +351,262 @@ def test_option_none_overrides_the_ini(pytester: pytest.Pytester) -> None:
     )
     pytester.runpytest("--airlock-policy=none").assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(failed=1)
+
+
+# -- the plugin never passes a test it should fail (SPEC §5.2, last bullet) --
+
+SWALLOWING_SERVICE = """
+import airlock
+from tasks import send_email
+
+def checkout():
+    try:
+        airlock.enqueue(send_email, 42)
+    except Exception:
+        pass  # "best effort": the code under test hides the violation
+    return "ok"
+"""
+
+
+@pytest.mark.parametrize(
+    "how", ["option", "ini", "marker-name", "marker-instance", "marker-dotted-class"]
+)
+def test_swallowed_violation_still_fails_the_test(pytester: pytest.Pytester, tasks_module: None, how: str) -> None:
+    pytester.makepyfile(service=SWALLOWING_SERVICE)
+    marker = {
+        "marker-name": '@pytest.mark.airlock(policy="assert-no-effects")',
+        "marker-instance": "@pytest.mark.airlock(policy=airlock.AssertNoEffects())",
+        "marker-dotted-class": '@pytest.mark.airlock(policy="airlock.AssertNoEffects")',
+    }.get(how, "")
+    pytester.makepyfile(
+        f"""
+        import pytest
+        import airlock
+        from service import checkout
+
+        {marker}
+        def test_checkout():
+            assert checkout() == "ok"
+        """
+    )
+    args = ["--airlock-policy=assert-no-effects"] if how == "option" else []
+    if how == "ini":
+        pytester.makeini("[pytest]\nairlock_policy = assert-no-effects\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*PolicyViolation: 1 side effect(s) were attempted under assert-no-effects and the PolicyViolation "
+            "was caught by the code under test*",
+            "*#1 *send_email*",
+        ]
+    )
+    # The original violation is chained, with the line that enqueued.
+    result.stdout.fnmatch_lines(["*airlock.enqueue(send_email, 42)*", "*direct cause*"])
+
+
+def test_violation_the_test_handles_itself_passes(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(service=SWALLOWING_SERVICE.replace("except Exception:\n        pass", "finally:\n        pass"))
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from service import checkout
+
+        pytestmark = pytest.mark.airlock(policy="assert-no-effects")
+
+        def test_with_raises():
+            with pytest.raises(airlock.PolicyViolation):
+                checkout()
+
+        def test_with_raises_callable_form():
+            pytest.raises(airlock.PolicyViolation, checkout)
+
+        def test_with_try_except():
+            try:
+                checkout()
+            except airlock.PolicyViolation:
+                pass
+
+        class TestInAClass:
+            def test_method(self):
+                with pytest.raises(airlock.PolicyViolation):
+                    checkout()
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=4)
+
+
+def test_violation_swallowed_in_a_fixture_fails_the_test(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(service=SWALLOWING_SERVICE)
+    pytester.makepyfile(
+        """
+        import pytest
+        from service import checkout
+
+        @pytest.fixture
+        def order():
+            checkout()
+            return 42
+
+        def test_uses_the_fixture(order):
+            assert order == 42
+        """
+    )
+    result = pytester.runpytest("--airlock-policy=assert-no-effects")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*caught by the code under test*"])
+
+
+def test_swallowed_violation_of_an_xfail_test_counts_as_its_failure(
+    pytester: pytest.Pytester, tasks_module: None
+) -> None:
+    pytester.makepyfile(service=SWALLOWING_SERVICE)
+    pytester.makepyfile(
+        """
+        import pytest
+        from service import checkout
+
+        @pytest.mark.xfail(strict=True, reason="checkout still enqueues")
+        def test_known_impure():
+            checkout()
+        """
+    )
+    pytester.runpytest("--airlock-policy=assert-no-effects").assert_outcomes(xfailed=1)
+
+
+OUTCOMES = """
+import pytest
+import airlock
+from tasks import ran, send_email
+
+pytestmark = pytest.mark.airlock(policy="allow-all")
+
+
+@pytest.fixture
+def skip_after_entering():
+    airlock.enqueue(send_email, "setup-skip")
+    pytest.skip("skipped in setup")
+
+
+def test_passes():
+    airlock.enqueue(send_email, "passed")
+
+
+@pytest.mark.xfail(strict=False, reason="known bug")
+def test_xfailed():
+    airlock.enqueue(send_email, "xfailed")
+    raise AssertionError("the known bug")
+
+
+@pytest.mark.xfail(strict=False, reason="maybe fixed")
+def test_xpassed():
+    airlock.enqueue(send_email, "xpassed")
+
+
+@pytest.mark.xfail(strict=True, reason="must fail")
+def test_strict_xpass():
+    airlock.enqueue(send_email, "strict-xpass")
+
+
+def test_imperative_xfail():
+    airlock.enqueue(send_email, "imperative-xfail")
+    pytest.xfail("not today")
+
+
+def test_skipped_midway():
+    airlock.enqueue(send_email, "skipped")
+    pytest.skip("environment lacks something")
+
+
+def test_skipped_in_setup(skip_after_entering):
+    pass
+
+
+def test_what_ran():
+    assert ran == [("send_email", ("passed",))]
+"""
+
+
+def test_only_a_passing_test_dispatches(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(OUTCOMES)
+    result = pytester.runpytest("-p", "no:randomly", "-rA")
+    result.assert_outcomes(passed=2, failed=1, skipped=2, xfailed=2, xpassed=1)
+
+
+def test_async_xfail_dispatches_nothing(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import deliver, ran, send_email
+
+        pytestmark = [pytest.mark.anyio, pytest.mark.airlock(policy="allow-all")]
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.xfail(strict=False, reason="known bug")
+        async def test_xfailed():
+            airlock.enqueue(deliver, "xfailed")
+            raise AssertionError
+
+        async def test_skipped():
+            airlock.enqueue(deliver, "skipped")
+            pytest.skip("no")
+
+        async def test_passes():
+            airlock.enqueue(deliver, "passed")
+
+        def test_what_ran():
+            assert ran == [("deliver", ("passed",))]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=2, skipped=1, xfailed=1)
+
+
+def test_the_scope_class_decides_through_should_flush(pytester: pytest.Pytester, tasks_module: None) -> None:
+    # The plugin ends the scope through Scope.end(): a scope class's own
+    # should_flush is consulted, and one that raises leaves the scope discarded.
+    pytester.makepyfile(
+        scopes="""
+        import airlock
+
+        class NeverFlush(airlock.Scope):
+            def should_flush(self, error):
+                return False
+
+        class Broken(airlock.Scope):
+            def should_flush(self, error):
+                raise RuntimeError("should_flush is broken")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from scopes import Broken, NeverFlush
+        from tasks import ran, send_email
+
+        @pytest.mark.airlock(policy="allow-all", _cls=NeverFlush)
+        def test_never_flushed():
+            airlock.enqueue(send_email, "never")
+
+        @pytest.mark.airlock(policy="allow-all", _cls=Broken)
+        def test_broken():
+            airlock.enqueue(send_email, "broken")
+
+        @pytest.mark.airlock(policy="allow-all")
+        def test_plain():
+            airlock.enqueue(send_email, "plain")
+
+        def test_what_ran():
+            assert airlock.get_current_scope() is None
+            assert ran == [("send_email", ("plain",))]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_broken*", "*RuntimeError: should_flush is broken*"])
