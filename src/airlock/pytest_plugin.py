@@ -41,9 +41,7 @@ from typing import Any
 
 import pytest
 
-from ._errors import PolicyViolation
-from ._policies import AllowAll, AssertNoEffects, DropAll, PolicyProtocol
-from ._scope import Scope, scope
+from . import AllowAll, AssertNoEffects, DropAll, PolicyProtocol, PolicyViolation, Scope, scope
 from .testing import describe_intents
 
 __all__ = ["airlock_scope", "resolve_policy"]
@@ -270,7 +268,7 @@ def _end_async(test_scope: Scope, error: BaseException | None, flush: bool) -> N
         test_scope.discard()
         raise
     if keep:
-        asyncio.run(test_scope.aflush())  # type: ignore[arg-type]
+        asyncio.run(test_scope.aflush())
     else:
         test_scope.discard()
 

@@ -46,7 +46,7 @@ def django_tasks_executor(intent: Intent) -> Any:
 
     Returns the framework's ``TaskResult`` (or the plain call's result).
     """
-    task = intent.task
+    task: Any = intent.task
     enqueue = _enqueuer(task)
     if enqueue is None:
         return task(*intent.args, **intent.kwargs)
@@ -58,7 +58,7 @@ def django_tasks_executor(intent: Intent) -> Any:
 
 def validate(intent: Intent) -> None:
     """Fail at enqueue on an option or argument the task's backend would refuse."""
-    task = intent.task
+    task: Any = intent.task
     if _enqueuer(task) is None:
         return  # called in-process: nothing is serialized, options are ignored
     options = intent.dispatch_options

@@ -48,7 +48,7 @@ def huey_executor(intent: Intent) -> Any:
     Returns Huey's ``Result`` handle (``None`` when results are off), or the
     plain call's result.
     """
-    task = intent.task
+    task: Any = intent.task
     schedule = _scheduler(task)
     if schedule is None:
         return task(*intent.args, **intent.kwargs)
@@ -68,7 +68,7 @@ def validate(intent: Intent) -> None:
         return  # called in-process: nothing is serialized, options are ignored
     check_option_type(intent, "Huey", "eta", (datetime.datetime,), "a datetime")
     check_option_type(intent, "Huey", "delay", (int, float, datetime.timedelta), "seconds or a timedelta")
-    huey = getattr(task, "huey", None)
+    huey: Any = getattr(task, "huey", None)
     serializer = getattr(huey, "serializer", None)
     if serializer is None:
         return  # a stand-in without a Huey instance (a test double): nothing to encode with
