@@ -122,3 +122,41 @@ def test_option_names_are_the_backends_business() -> None:
     with airlock.scope(executor=dramatiq_executor):
         airlock.enqueue(actor, 1, _name="notify", _dispatch_options={"my_middleware_option": "on"})
     actor.send_with_options.assert_called_once_with(args=(1,), kwargs={}, my_middleware_option="on")
+
+
+# -- custom executors, as the original's guide writes them --
+
+
+def test_a_custom_executor_is_a_function_taking_an_intent() -> None:
+    seen: list[str] = []
+
+    def logging_executor(intent: airlock.Intent) -> None:
+        seen.append(str(intent))
+        airlock._execute(intent)  # the default executor: run it in-process
+
+    emails.clear()
+    airlock.configure(executor=logging_executor)
+    with airlock.scope():
+        airlock.enqueue(send_email, 7)
+    assert seen == ["send_email(7)"]
+    assert emails == [((7,), {})]
+
+
+def test_a_custom_executor_class_is_an_executor() -> None:
+    class RecordingExecutor:
+        def __init__(self) -> None:
+            self.intents: list[airlock.Intent] = []
+
+        def __call__(self, intent: airlock.Intent) -> None:
+            self.intents.append(intent)
+
+    recording = RecordingExecutor()
+    assert isinstance(recording, airlock.Executor)
+    with airlock.scope(executor=recording):
+        airlock.enqueue(send_email, 8)
+    assert [intent.name for intent in recording.intents] == ["send_email"]
+
+
+@pytest.mark.parametrize("name", EXECUTORS)
+def test_every_built_in_executor_is_an_executor(name: str) -> None:
+    assert isinstance(executor(name), airlock.Executor)

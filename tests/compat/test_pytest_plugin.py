@@ -74,7 +74,7 @@ def test_pure_code_passes_under_assert_no_effects():
 
 def test_impure_code_raises_under_assert_no_effects():
     with airlock.scope(policy=airlock.AssertNoEffects()):
-        with pytest.raises(airlock.PolicyViolation):
+        with pytest.raises(airlock.PolicyViolation, match="Unexpected side effect"):
             Order().process()
     assert sent == []
 
@@ -130,7 +130,7 @@ def test_the_suite_wide_policy_does_not_break_explicit_scopes(pytester: pytest.P
 
         def test_impure_code_raises_under_assert_no_effects():
             with airlock.scope(policy=airlock.AssertNoEffects()):
-                with pytest.raises(airlock.PolicyViolation):
+                with pytest.raises(airlock.PolicyViolation, match="Unexpected side effect"):
                     Order().process()
 
         def test_pure_code():
