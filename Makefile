@@ -73,7 +73,7 @@ $(DJANGO6_VENV)/.test-installed: pyproject.toml
 
 # The built wheel, installed alone with each extra in a fresh virtualenv (CI runs it).
 extras: $(VENV)/.test-installed
-	bash .ci/extras.sh
+	$(PY) .ci/extras.py
 
 # The project's habits: ruff (lint and format) and mypy, as pre-commit runs them.
 lint: $(VENV)/.test-installed

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-try:  # Django >= 6.0
-    from django.tasks import Task
-except ImportError:  # the backport
-    from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
+from .._extras import requires
+
+with requires("django-tasks"):
+    try:  # Django >= 6.0
+        from django.tasks import Task
+    except ImportError:  # the backport
+        from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
 
 # The framework's own "is this JSON?" check, wherever this version keeps it.
 try:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
+from .._extras import requires
+
+with requires("dramatiq"):
+    import dramatiq
 
 from ..._intent import Intent
 from ._checks import check_option_names, check_serializable

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from huey.api import TaskWrapper
-from huey.utils import normalize_time
+from .._extras import requires
+
+with requires("huey"):
+    from huey.api import TaskWrapper
+    from huey.utils import normalize_time
 
 from ..._intent import Intent
 from ._checks import check_option_names, check_serializable

@@ -26,8 +26,11 @@ import threading
 import types
 from typing import Any
 
-from redis import Redis
-from rq import Queue
+from .._extras import requires
+
+with requires("rq"):
+    from redis import Redis
+    from rq import Queue
 
 from ..._intent import Intent
 from ._checks import check_importable, check_option_names, check_serializable
