@@ -131,3 +131,11 @@ def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
     with airlock.scope(executor=django_tasks_executor):
         with pytest.raises(TypeError, match=r"append is a plain callable, not a django task.*'delay'"):
             airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+
+
+def test_django_6_runs_on_djangos_own_task_framework() -> None:
+    """On Django >= 6.0 (``make test-django6``) the tasks are ``django.tasks``' own, not the backport's."""
+    import django
+
+    expected = "django.tasks." if django.VERSION >= (6, 0) else "django_tasks."
+    assert type(record).__module__.startswith(expected), type(record)
