@@ -35,7 +35,8 @@ def test_the_samples_are_realistic() -> None:
     # Guard against the test passing vacuously.
     assert len(expected_lines()) >= 20
     assert {p for p, _ in expected_lines()} == {
-        "shop/actors.py", "shop/billing.py", "shop/jobs.py", "shop/legacy.py", "shop/tasks.py", "shop/views.py",
+        "shop/actors.py", "shop/billing.py", "shop/jobs.py", "shop/legacy.py", "shop/remote.py", "shop/tasks.py",
+        "shop/views.py",
     }
 
 
@@ -59,6 +60,8 @@ def test_cli_output_format_and_exit_status(capsys: pytest.CaptureFixture[str], m
         "airlock.enqueue(rebuild_cache, ..., _dispatch_options={...})" in out
     assert "shop/jobs.py:25:5: AIR001 calling the Huey task resize_image() enqueues it directly, " \
         "bypassing airlock; use airlock.enqueue(resize_image, ...)" in out
+    assert "shop/remote.py:9:9: AIR001 direct app.send_task() bypasses airlock; use " \
+        "airlock.enqueue(app.signature('billing.tasks.make_invoice'), ...)" in out
     # Every line follows path:line:col: AIR001 message.
     assert all(re.fullmatch(r"shop/\w+\.py:\d+:\d+: AIR001 .+", line) for line in out)
 
@@ -224,3 +227,53 @@ def test_pre_commit_hook_definition_runs() -> None:
     )
     assert result.returncode == 1
     assert {line.split(":")[0] for line in result.stdout.splitlines()} == {"shop/views.py"}
+
+
+def test_cli_exclude_takes_names_paths_and_comma_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sub in ("shop/migrations", "shop/legacy", "shop/views", "billing/migrations", "billing/api"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "m.py").write_text("send.delay()\n")
+    monkeypatch.chdir(tmp_path)
+    # A bare name skips every directory of that name; a path with "/" is taken from here.
+    assert main([".", "--exclude", "migrations,shop/legacy", "--exclude", "billing/api/*"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "shop/views/m.py:1:6: AIR001 direct send.delay() bypasses airlock; use airlock.enqueue(send, ...)"
+    ]
+    # Control: without --exclude every file is reported.
+    assert main(["."]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    # A file named on the command line is always checked.
+    assert main(["shop/migrations/m.py", "--exclude", "migrations"]) == 1
+    capsys.readouterr()
+
+
+def test_flake8_select_air_still_reports_a_file_it_cannot_parse(tmp_path: Path) -> None:
+    """flake8 runs no plugin on a file it cannot parse: under --select=AIR it must not look clean."""
+    (tmp_path / "broken.py").write_text("def f(:\n    send.delay()\n")
+    (tmp_path / "fine.py").write_text("x = 1  \n")  # trailing whitespace: W291 stays unselected
+    flake8 = [sys.executable, "-m", "flake8", "--isolated"]
+    result = subprocess.run([*flake8, "--select=AIR", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stdout.splitlines()  # the column depends on the Python version
+    assert re.fullmatch(r"\./broken\.py:1:\d+: E999 SyntaxError: .+", line), line
+    # An explicit ignore still wins; another selection is left as the user chose it.
+    ignored = subprocess.run(
+        [*flake8, "--select=AIR", "--extend-ignore=E999", "."], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (ignored.returncode, ignored.stdout) == (0, "")
+    other = subprocess.run([*flake8, "--select=W", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert other.stdout.splitlines() == ["./fine.py:1:6: W291 trailing whitespace"]
+
+
+def test_send_task_is_reported_on_any_app() -> None:
+    assert check(
+        """
+        from celery import Celery
+        app = Celery("shop")
+        app.send_task("billing.make_invoice", args=(1,))
+        def later(celery_app, name):
+            celery_app.send_task(name)
+        """
+    ) == [4, 6]
