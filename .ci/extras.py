@@ -111,7 +111,8 @@ with airlock.scope(executor=huey_executor):
 assert huey.pending_count() == 1
 """,
     "django-q": DJANGO_SETUP.format(
-        apps=["django.contrib.contenttypes", "django_q"], extra='Q_CLUSTER={"name": "extras", "orm": "default", "timeout": 60, "retry": 120},'
+        apps=["django.contrib.contenttypes", "django_q"],
+        extra='Q_CLUSTER={"name": "extras", "orm": "default", "timeout": 60, "retry": 120},',
     )
     + "from airlock.integrations.executors.django_q import django_q_executor\n",
     "django-tasks": DJANGO_SETUP.format(apps=["django.contrib.contenttypes", "django_tasks"], extra="")
@@ -260,7 +261,9 @@ def main(argv: list[str]) -> int:
                     failures.append((label, log))
     for label, log in failures:
         print(f"\n--- [{label}] failed:\n{log}")
-    print(f"extras: {len(wanted) - len(failures)} passed, {len(failures)} failed in {time.monotonic() - started:.0f}s")
+    print(
+        f"extras: {len(wanted) - len(failures)} passed, {len(failures)} failed in {time.monotonic() - started:.0f}s"
+    )
     return 1 if failures else 0
 
 

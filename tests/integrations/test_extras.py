@@ -43,7 +43,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("module", "missing", "extra"), CASES, ids=[f"{c[0]}-without-{c[1][0]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("module", "missing", "extra"), CASES, ids=[f"{c[0]}-without-{c[1][0]}" for c in CASES]
+)
 def test_missing_framework_names_the_extra(module: str, missing: list[str], extra: str) -> None:
     done = run_python(
         f"""
@@ -120,4 +122,6 @@ def test_sqlalchemy_sync_scope_works_without_greenlet() -> None:
     assert done.stderr == ""  # no "coroutine was never awaited"
     lines = done.stdout.splitlines()
     assert lines[0] == "['with', 'async with']"
-    assert lines[1].startswith("TypeError: AsyncSQLAlchemyScope(session=...) needs a sqlalchemy.ext.asyncio.AsyncSession")
+    assert lines[1].startswith(
+        "TypeError: AsyncSQLAlchemyScope(session=...) needs a sqlalchemy.ext.asyncio.AsyncSession"
+    )

@@ -35,7 +35,12 @@ def test_the_samples_are_realistic() -> None:
     # Guard against the test passing vacuously.
     assert len(expected_lines()) >= 20
     assert {p for p, _ in expected_lines()} == {
-        "shop/actors.py", "shop/billing.py", "shop/jobs.py", "shop/legacy.py", "shop/remote.py", "shop/tasks.py",
+        "shop/actors.py",
+        "shop/billing.py",
+        "shop/jobs.py",
+        "shop/legacy.py",
+        "shop/remote.py",
+        "shop/tasks.py",
         "shop/views.py",
     }
 
@@ -49,19 +54,29 @@ def test_api_reports_exactly_the_expected_lines() -> None:
     assert found == expected_lines()
 
 
-def test_cli_output_format_and_exit_status(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_output_format_and_exit_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(SAMPLES)
     assert main(["shop"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert {(line.split(":")[0], int(line.split(":")[1])) for line in out} == expected_lines()
-    assert "shop/views.py:11:18: AIR001 direct send_receipt.delay() bypasses airlock; use " \
+    assert (
+        "shop/views.py:11:18: AIR001 direct send_receipt.delay() bypasses airlock; use "
         "airlock.enqueue(send_receipt, ...)" in out
-    assert "shop/views.py:12:19: AIR001 direct rebuild_cache.apply_async() bypasses airlock; use " \
+    )
+    assert (
+        "shop/views.py:12:19: AIR001 direct rebuild_cache.apply_async() bypasses airlock; use "
         "airlock.enqueue(rebuild_cache, ..., _dispatch_options={...})" in out
-    assert "shop/jobs.py:25:5: AIR001 calling the Huey task resize_image() enqueues it directly, " \
+    )
+    assert (
+        "shop/jobs.py:25:5: AIR001 calling the Huey task resize_image() enqueues it directly, "
         "bypassing airlock; use airlock.enqueue(resize_image, ...)" in out
-    assert "shop/remote.py:9:9: AIR001 direct app.send_task() bypasses airlock; use " \
+    )
+    assert (
+        "shop/remote.py:9:9: AIR001 direct app.send_task() bypasses airlock; use "
         "airlock.enqueue(app.signature('billing.tasks.make_invoice'), ...)" in out
+    )
     # Every line follows path:line:col: AIR001 message.
     assert all(re.fullmatch(r"shop/\w+\.py:\d+:\d+: AIR001 .+", line) for line in out)
 
@@ -82,14 +97,18 @@ def test_cli_errors_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert f"{tmp_path / 'bad.py'}:1:3: AIR001" in captured.out
 
 
-def test_cli_skips_hidden_and_excluded_directories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_skips_hidden_and_excluded_directories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for sub in (".venv", "__pycache__", "vendored", "app"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "m.py").write_text("send.delay()\n")
     assert main([str(tmp_path), "--exclude", "vendored"]) == 1
     out = capsys.readouterr().out
-    assert out == f"{tmp_path / 'app' / 'm.py'}:1:6: AIR001 direct send.delay() bypasses airlock; " \
+    assert (
+        out == f"{tmp_path / 'app' / 'm.py'}:1:6: AIR001 direct send.delay() bypasses airlock; "
         "use airlock.enqueue(send, ...)\n"
+    )
 
 
 def test_module_entry_point_runs() -> None:
@@ -105,7 +124,9 @@ def test_module_entry_point_runs() -> None:
 def test_flake8_runs_the_plugin_with_its_own_noqa_handling() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "flake8", "--isolated", "--select=AIR", "shop"],
-        cwd=SAMPLES, capture_output=True, text=True,
+        cwd=SAMPLES,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1, result.stderr
     found = {(line.split(":")[0], int(line.split(":")[1])) for line in result.stdout.splitlines()}
@@ -132,8 +153,9 @@ def test_noqa_needs_a_real_comment() -> None:
 
 
 def test_receivers_that_are_provably_not_tasks() -> None:
-    assert check(
-        """
+    assert (
+        check(
+            """
         import queue
 
         class Timer:
@@ -149,7 +171,9 @@ def test_receivers_that_are_provably_not_tasks() -> None:
             x = 1
             x.delay()
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_receivers_that_could_be_tasks_are_reported() -> None:
@@ -196,8 +220,9 @@ def test_send_and_schedule_only_on_known_tasks() -> None:
 
 
 def test_celery_task_called_like_a_function_is_not_an_enqueue() -> None:
-    assert check(
-        """
+    assert (
+        check(
+            """
         from celery import shared_task
 
         @shared_task
@@ -206,7 +231,9 @@ def test_celery_task_called_like_a_function_is_not_an_enqueue() -> None:
 
         add(1, 2)
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_pre_commit_hook_definition_runs() -> None:
@@ -223,7 +250,9 @@ def test_pre_commit_hook_definition_runs() -> None:
     assert command[0] == "python"
     result = subprocess.run(
         [sys.executable, *command[1:], "shop/views.py", "shop/animation.py"],
-        cwd=SAMPLES, capture_output=True, text=True,
+        cwd=SAMPLES,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert {line.split(":")[0] for line in result.stdout.splitlines()} == {"shop/views.py"}

@@ -96,8 +96,10 @@ class Plugin:
         """
         select = options.select or []
         chosen = [*select, *(options.extend_select or [])]
-        if select and any(CODE.startswith(code) for code in chosen) and not any(
-            "E999".startswith(code) for code in chosen
+        if (
+            select
+            and any(CODE.startswith(code) for code in chosen)
+            and not any("E999".startswith(code) for code in chosen)
         ):
             options.extend_select = [*(options.extend_select or []), *_UNPARSEABLE]
 

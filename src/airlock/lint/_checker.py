@@ -183,9 +183,9 @@ class _Checker(ast.NodeVisitor):
         self.bindings: list[dict[str, bool]] = [_plain_bindings(module.body, ())]
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        methods = {
-            n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-        } | {t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        methods = {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} | {
+            t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
         self.class_methods.append(methods)
         self.generic_visit(node)
         self.class_methods.pop()
@@ -241,13 +241,21 @@ class _Checker(ast.NodeVisitor):
     def _report(self, func: ast.Attribute, method: str, receiver: ast.expr) -> None:
         dotted = _dotted(receiver)
         shown, target = (dotted, dotted) if dotted else ("", "task")
-        hint = ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
-        self._add(func, method, f"direct {shown}.{method}() bypasses airlock; use airlock.enqueue({target}, ...{hint})")
+        hint = (
+            ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
+        )
+        self._add(
+            func,
+            method,
+            f"direct {shown}.{method}() bypasses airlock; use airlock.enqueue({target}, ...{hint})",
+        )
 
     def _report_by_name(self, func: ast.Attribute, method: str, receiver: ast.expr, call: ast.Call) -> None:
         app = _dotted(receiver) or "app"
         first = call.args[0] if call.args else None
-        name = repr(first.value) if isinstance(first, ast.Constant) and isinstance(first.value, str) else "name"
+        name = (
+            repr(first.value) if isinstance(first, ast.Constant) and isinstance(first.value, str) else "name"
+        )
         self._add(
             func,
             method,
