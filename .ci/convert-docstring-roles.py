@@ -144,7 +144,9 @@ def convert_file(path: Path, root: Path, inventory: set[str], unresolved: list[s
         start = offsets[node.lineno - 1] + chars(lines[node.lineno - 1], node.col_offset)
         end = offsets[node.end_lineno - 1] + chars(lines[node.end_lineno - 1], node.end_col_offset)
         text = source[start:end]
-        new, n = ROLE.subn(lambda m: convert_role(m, module, doc.classes, inventory, unresolved), text)
+        new, n = ROLE.subn(
+            lambda m, cls=doc.classes: convert_role(m, module, cls, inventory, unresolved), text
+        )
         new = LITERAL_BLOCK.sub(":", new)
         if new != text:
             edits.append((start, end, new))
