@@ -146,3 +146,11 @@ def test_a_test_double_receives_the_call_the_task_would() -> None:
     # using() ran twice: once to validate the options at enqueue, once to dispatch.
     task.using.assert_called_with(priority=7, queue_name="mail")
     task.using.return_value.enqueue.assert_called_once_with(2)
+
+
+def test_django_6_runs_on_djangos_own_task_framework() -> None:
+    """On Django >= 6.0 (``make test-django6``) the tasks are ``django.tasks``' own, not the backport's."""
+    import django
+
+    expected = "django.tasks." if django.VERSION >= (6, 0) else "django_tasks."
+    assert type(record).__module__.startswith(expected), type(record)

@@ -20,6 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
+<<<<<<< HEAD
+=======
+from .._extras import requires
+
+with requires("django-tasks"):
+    try:  # Django >= 6.0
+        from django.tasks import Task
+    except ImportError:  # the backport
+        from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
+
+>>>>>>> tooling
 # The framework's own "is this JSON?" check, wherever this version keeps it.
 try:
     from django.utils.json import normalize_json
