@@ -202,10 +202,10 @@ def get_scope_kwargs() -> dict[str, Any]:
 
 def _check_kwargs_fit(scope_cls: type[Scope], kwargs: dict[str, Any]) -> None:
     """Build the scope the way every request will; whatever fails there fails here, naming SCOPE_KWARGS."""
-    from .middleware import build_request_scope
+    from airlock._scope import build_scope
 
     try:
-        build_request_scope(scope_cls, kwargs, origin="manage.py check")
+        build_scope(scope_cls, origin="manage.py check", **kwargs)
     except Exception as exc:
         raise SettingError(
             "airlock.E005",

@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import apps
 from django.http import HttpRequest, HttpResponseBase
 
-import airlock
 from airlock import Scope
+from airlock._scope import build_scope
 
 from .scope import DjangoScope
 
-__all__ = ["AirlockMiddleware", "build_request_scope"]
+__all__ = ["AirlockMiddleware"]
 
 _APP = "airlock.integrations.django"
-
-
-def _accepts_origin(cls: type[Scope]) -> bool:
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover - a builtin-like __init__
-        return False
-    return any(p.kind is p.VAR_KEYWORD or (p.name == "origin" and p.kind is not p.POSITIONAL_ONLY) for p in params)
-
-
-def build_request_scope(cls: type[Scope], scope_kwargs: Mapping[str, Any], origin: str) -> Scope:
-    """``cls(**scope_kwargs)``, keyword arguments only, with ``origin`` when the class takes it.
-
-    The one way requests build their scope (and the system check builds it
-    the same way, so a ``SCOPE_KWARGS`` that would fail here fails there). A
-    custom scope class whose ``__init__`` takes only ``**kwargs``, or only
-    ``policy``/``executor``, works: nothing is passed positionally, and
-    nothing it does not accept.
-    """
-    kwargs = dict(scope_kwargs)
-    if "origin" not in kwargs and _accepts_origin(cls):
-        kwargs["origin"] = origin
-    return cls(**kwargs)
 
 
 def _noop() -> None:
@@ -83,15 +59,10 @@ class AirlockMiddleware:
     def make_scope(self, request: HttpRequest) -> Scope:
         """The scope for ``request`` (override to pick a policy per request)."""
         # With the app installed, the configured class with the configured
-        # kwargs; without it, requests still get a transaction-aware scope
-        # rather than the core's plain one.
-        config = airlock.get_configuration()
-        if apps.is_installed(_APP):
-            cls, kwargs = config["scope_cls"], config["scope_kwargs"]
-        else:
-            cls = DjangoScope
-            kwargs = config["scope_kwargs"] if issubclass(DjangoScope, config["scope_cls"]) else {}
-        return build_request_scope(cls, kwargs, f"{request.method} {request.path}")
+        # kwargs, built with keyword arguments only; without it, requests
+        # still get a transaction-aware scope rather than the core's plain one.
+        cls = None if apps.is_installed(_APP) else DjangoScope
+        return build_scope(cls, origin=f"{request.method} {request.path}")
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         """Note that the view raised: its scope is discarded whatever response follows."""

@@ -270,12 +270,9 @@ class DjangoScope(Scope):
 
         self.schedule_dispatch(airlock_dispatch_after_commit)
 
-    def _dispatch_one(self, intent: Intent) -> None:
-        if not self._async:
-            super()._dispatch_one(intent)
-            return
-        # An async scope's flush that hopped to the request's sync thread:
-        # a coroutine task is awaited back on the event loop.
+    def _dispatch_one_on_the_sync_thread(self, intent: Intent) -> None:
+        # The per-intent hook of an async scope's flush that hopped to the
+        # request's sync thread: a coroutine task is awaited back on the event loop.
         result = self._executor(intent)
         if result is not None and inspect.isawaitable(result):
             async_to_sync(_awaited)(result)
@@ -293,6 +290,9 @@ class DjangoScope(Scope):
         if self._needs_sync_thread(intents):
             # Where Django runs this request's sync code, and so where a sync
             # middleware's transaction is open: see the module docstring.
+            # Set on the instance for this flush only, so that sync scopes keep
+            # the core's inline dispatch loop.
+            self._dispatch_one = self._dispatch_one_on_the_sync_thread  # type: ignore[method-assign]
             await sync_to_async(self._dispatch_all, thread_sensitive=True)(intents)
             return
         await super()._adispatch_all(intents)
