@@ -157,6 +157,46 @@ def test_a_sound_setting_passes_the_checks(settings: Any) -> None:
     assert "no issues" in out.getvalue()
 
 
+def test_in_process_executor_with_a_task_queue_installed_is_a_warning(settings: Any) -> None:
+    settings.SILENCED_SYSTEM_CHECKS = [c for c in settings.SILENCED_SYSTEM_CHECKS if c != "airlock.W001"]
+    settings.AIRLOCK = {}
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check", stdout=out, stderr=err)  # a warning does not fail the check
+    report = out.getvalue() + err.getvalue()
+    assert "?: (airlock.W001) airlock runs every task in-process" in report
+    assert "celery" in report  # installed in the test environment
+    assert "HINT: Set AIRLOCK = {'EXECUTOR': 'airlock.integrations.executors.celery.celery_executor'}" in report
+    # Naming the in-process executor explicitly is the same choice: still a warning.
+    settings.AIRLOCK = {"EXECUTOR": "airlock.integrations.executors.sync.sync_executor"}
+    out = io.StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "airlock.W001" in out.getvalue()
+
+
+def test_no_warning_with_a_queue_executor_or_when_silenced(settings: Any) -> None:
+    settings.SILENCED_SYSTEM_CHECKS = [c for c in settings.SILENCED_SYSTEM_CHECKS if c != "airlock.W001"]
+    settings.AIRLOCK = {"EXECUTOR": "airlock.integrations.executors.celery.celery_executor"}
+    out = io.StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "no issues" in out.getvalue()
+    settings.AIRLOCK = {}
+    settings.SILENCED_SYSTEM_CHECKS = [*settings.SILENCED_SYSTEM_CHECKS, "airlock.W001"]
+    out = io.StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "no issues" in out.getvalue() and "W001" not in out.getvalue()
+
+
+def test_no_warning_when_no_task_queue_is_installed(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airlock.integrations.django import checks
+
+    settings.SILENCED_SYSTEM_CHECKS = [c for c in settings.SILENCED_SYSTEM_CHECKS if c != "airlock.W001"]
+    settings.AIRLOCK = {}
+    monkeypatch.setattr(checks, "TASK_QUEUES", {"airlock_no_such_queue": "x.y"})
+    assert checks.check_in_process_executor() == []
+    monkeypatch.setattr(checks, "TASK_QUEUES", {"airlock_no_such_queue": "x.y", "celery": "x.celery_executor"})
+    assert [w.id for w in checks.check_in_process_executor()] == ["airlock.W001"]
+
+
 def test_broken_setting_fails_closed_every_enqueue_raises_nothing_dispatches(
     settings: Any, ran: list[tuple[str, bool]]
 ) -> None:
