@@ -17,7 +17,7 @@ from django.db import connections
 from django.utils.module_loading import import_string
 
 import airlock
-from airlock import Intent, PolicyProtocol, Scope
+from airlock import Intent, PolicyProtocol, Scope, _config
 from airlock.integrations.executors.sync import sync_executor
 
 __all__ = [
@@ -284,25 +284,19 @@ class _Misconfigured:
         return f"<airlock misconfigured: {', '.join(e.check_id for e in self.errors)}>"
 
 
-#: Whether the app configured airlock from the settings (``configure_from_settings`` ran).
-_configured_from_settings = False
-
-
 def executor_when_unconfigured() -> Callable[[Intent], Any] | None:
-    """``AIRLOCK['EXECUTOR']`` for a :class:`DjangoScope` built without an executor, when the
-    app is not installed (so nothing configured airlock from the settings); ``None`` otherwise,
-    meaning "the configured one"."""
-    if _configured_from_settings or not settings.configured:
+    """``AIRLOCK['EXECUTOR']`` for a :class:`DjangoScope` built without an executor while
+    nothing configured one (the app is not installed, so it never configured airlock);
+    ``None`` otherwise, meaning "the configured one"."""
+    if _config._snapshot.executor is not None or not settings.configured:
         return None
-    configured = airlock.get_configuration()["executor"]
-    if configured is not None and configured is not sync_executor:
-        return None  # configured in code: that wins
-    if not isinstance(getattr(settings, "AIRLOCK", None), Mapping) or "EXECUTOR" not in settings.AIRLOCK:
+    raw = getattr(settings, "AIRLOCK", None)
+    if not isinstance(raw, Mapping) or raw.get("EXECUTOR") is None:
         return None
     try:
         return get_executor()
     except SettingError as exc:
-        return _Misconfigured([exc])
+        return _Misconfigured([exc])  # fail closed: every enqueue raises the problem
 
 
 def configure_from_settings(*, strict: bool = True) -> None:
@@ -314,13 +308,11 @@ def configure_from_settings(*, strict: bool = True) -> None:
     fail closed: every enqueue raises the problem, nothing dispatches, whatever
     policy a call site names.
     """
-    global _configured_from_settings
     errors = find_setting_errors()
     if strict:
         for error in errors:
             if error.check_id == "airlock.E001":
                 raise ImproperlyConfigured(str(error))
-    _configured_from_settings = True
     if errors:
         from .scope import DjangoScope
 
