@@ -87,6 +87,7 @@ class Scope(Dispatching):
     _asked: tuple[Any, ...] = ()  # the scope policies whose on_enqueue is in _checks
     _captured: dict[int, tuple[Any, ...]] | None = None  # id(intent) -> policies it passed through
     _needs_filter = False  # some intent has local policies or conditions
+    _has_local = False  # some intent has local policies (judged per intent at flush)
     _custom_add = False  # the class overrides _add
     _sealed = 0  # buffer length when flush/discard sealed it
     _origin: str | None = None
@@ -460,7 +461,7 @@ class Scope(Dispatching):
                     if not any(policy is seen for seen in ordered):
                         policy.on_enqueue(intent)
                 checks = checks[len(asked) :]
-                self._needs_filter = True
+                self._needs_filter = self._has_local = True
             for check in checks:
                 check(intent)
         finally:
@@ -520,7 +521,7 @@ class Scope(Dispatching):
         """Final judgement of ``intents``, dispatched by this scope."""
         tail = self._tail()
         captured = self._captured
-        if not captured and not self._needs_filter:
+        if not captured and not self._has_local:
             # Every intent has the same judges: this scope's policy (and, for
             # a scope that dispatches its own, the enclosing ones).
             selectors = [select for select in map(selector, tail) if select is not None]
@@ -596,6 +597,8 @@ class Scope(Dispatching):
             self._buffer.extend(intents)
         if descendant._needs_filter:
             self._needs_filter = True
+        if descendant._has_local:
+            self._has_local = True
 
 
 _base_add = Scope._add

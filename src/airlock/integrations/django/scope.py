@@ -138,14 +138,19 @@ class _TieToTransactions:
     database the block was on. The thread's connections are looked up once per
     scope and thread (Django's per-thread store is slow to read), not per intent.
 
-    Equal to any other instance, so nested DjangoScopes run the check once.
+    One instance per scope (it lives and dies with it); equal to any other
+    instance, so nested DjangoScopes run the check once.
     """
 
-    __slots__ = ("thread", "wrappers")
+    __slots__ = ("thread", "wrappers", "last")
 
     def __init__(self) -> None:
         self.thread = 0
         self.wrappers: tuple[BaseDatabaseWrapper, ...] = ()
+        # (meta before, condition, meta after) of the last intent tied here: the
+        # next intent made at the same level shares the result instead of
+        # building its own (metadata is never mutated, only replaced).
+        self.last: tuple[Any, Any, Any] = (None, None, None)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is _TieToTransactions
@@ -159,7 +164,14 @@ class _TieToTransactions:
             self.wrappers = tuple(connections[alias] for alias in connections)
         for connection in self.wrappers:
             if connection.in_atomic_block:
-                intent.add_condition(_marker_for(connection).alive)
+                alive = _marker_for(connection).alive
+                before, condition, after = self.last
+                meta = intent._meta
+                if meta is before and condition == alive:
+                    intent._meta = after
+                else:
+                    intent.add_condition(alive)
+                    self.last = (meta, alive, intent._meta)
 
 
 def _is_tied(intent: Intent) -> bool:
