@@ -351,3 +351,39 @@ def test_sync_scope_around_async_to_sync_code_waits_for_the_commit(ran: list[tup
             async_to_sync(domain_code)()
         assert ran == []
     assert ran == [("from-coroutine", False)]
+
+
+def test_a_root_scope_that_outlives_its_atomic_level_follows_that_levels_fate(ran: list[tuple[str, bool]]) -> None:
+    # Used imperatively, a scope entered inside atomic() can be flushed after
+    # the block ended: its intents made at that level follow the block.
+    for outcome in ("commit", "rollback"):
+        scope = DjangoScope()
+        try:
+            with transaction.atomic():
+                scope.enter()
+                Order.objects.create(label=outcome)
+                airlock.enqueue(record, outcome)
+                scope.exit()
+                if outcome == "rollback":
+                    raise Undo
+        except Undo:
+            pass
+        scope.flush()
+    assert labels() == ["commit"]
+
+
+def test_intents_at_the_scopes_own_level_carry_no_condition_deeper_ones_do(ran: list[tuple[str, bool]]) -> None:
+    with transaction.atomic():
+        with airlock.scope():
+            own = airlock.enqueue(record, "own")
+            with transaction.atomic():
+                deeper = airlock.enqueue(record, "deeper")
+            try:
+                with transaction.atomic():
+                    airlock.enqueue(record, "rolled-back")
+                    raise Undo
+            except Undo:
+                pass
+        assert own._meta is None or not own._meta.conditions
+        assert deeper._meta is not None and deeper._meta.conditions
+    assert labels() == ["own", "deeper"]

@@ -37,7 +37,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from airlock import Intent, PolicyProtocol, Scope, UsageError
+from airlock import Intent, PolicyProtocol, Scope, UsageError, get_current_scope
 from airlock.integrations.executors.sync import sync_executor
 
 __all__ = ["DjangoScope"]
@@ -158,12 +158,20 @@ class _TieToTransactions:
     def __hash__(self) -> int:
         return hash(_TieToTransactions)
 
-    def __call__(self, intent: Intent) -> None:
+    def __call__(self, intent: Intent, entry: tuple[tuple[Any, Any, Any], ...] = ()) -> bool:
+        """Tie ``intent``; return whether it was made at one of the ``entry`` levels (and left untied there)."""
         if self.thread != _get_ident():
             self.thread = _get_ident()
             self.wrappers = tuple(connections[alias] for alias in connections)
+        at_entry = False
         for connection in self.wrappers:
             if connection.in_atomic_block:
+                if entry:
+                    ids = connection.savepoint_ids
+                    level = (connection, ids[-1] if ids else None, connection.run_on_commit)
+                    if any(e[0] is level[0] and e[1] == level[1] and e[2] is level[2] for e in entry):
+                        at_entry = True
+                        continue
                 alive = _marker_for(connection).alive
                 before, condition, after = self.last
                 meta = intent._meta
@@ -172,10 +180,22 @@ class _TieToTransactions:
                 else:
                     intent.add_condition(alive)
                     self.last = (meta, alive, intent._meta)
+        return at_entry
 
 
-def _is_tied(intent: Intent) -> bool:
-    """Whether the intent was made inside a transaction (has a marker condition)."""
+def _open_levels() -> tuple[tuple[Any, Any, Any], ...]:
+    """(connection, innermost savepoint id or None, its pending on-commit list) per open ``atomic()``."""
+    found = []
+    for alias in connections:
+        connection = connections[alias]
+        if connection.in_atomic_block:
+            ids = connection.savepoint_ids
+            found.append((connection, ids[-1] if ids else None, connection.run_on_commit))
+    return tuple(found)
+
+
+def _has_marker(intent: Intent) -> bool:
+    """Whether the intent carries a transaction condition (a marker's)."""
     meta = intent._meta
     return meta is not None and any(getattr(c, "__self__", None).__class__ is _Marker for c in meta.conditions)
 
@@ -210,6 +230,10 @@ class DjangoScope(Scope):
 
     __slots__ = ("_using",)
     _transaction_bound_only = False
+    _tie: _TieToTransactions | None = None
+    _entry: tuple[tuple[Any, Any, Any], ...] = ()  # the atomic() levels a root scope was entered at
+    _entry_markers: tuple[_Marker, ...] = ()
+    _at_entry: set[int] | None = None  # ids of intents made at those levels (left untied)
 
     def __init__(
         self,
@@ -240,7 +264,51 @@ class DjangoScope(Scope):
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
         yield from super().enqueue_checks()
-        yield _TieToTransactions()
+        # A DjangoScope ties its own intents in _add (no judging round trip per
+        # intent); a scope of another class nested in this one gets the check.
+        if not isinstance(get_current_scope(), DjangoScope):
+            yield _TieToTransactions()
+
+    def enter(self) -> Scope:
+        super().enter()
+        if self._parent is None and not self._entry:
+            # A root scope entered inside atomic() flushes at that level (a
+            # ``with`` block cannot outlive it), where the one on-commit
+            # registration of the flush already follows the block's fate: its
+            # intents made at that very level need no condition of their own.
+            self._entry = _open_levels()
+        return self
+
+    __enter__ = enter
+
+    def _add(self, intent: Intent) -> None:
+        tie = self._tie
+        if tie is None:
+            tie = self._tie = _TieToTransactions()
+        meta = intent._meta
+        if tie(intent, self._entry):
+            if self._at_entry is None:
+                self._at_entry = set()
+                # What the flush asks if the scope outlived its level (used
+                # imperatively): did that level commit or roll back?
+                self._entry_markers = tuple(_marker_for(e[0]) for e in self._entry)
+            self._at_entry.add(id(intent))
+        if intent._meta is not meta:
+            self._needs_filter = True  # tied: the flush drops it if its block rolled back
+        super()._add(intent)
+
+    def _is_tied(self, intent: Intent) -> bool:
+        """Whether ``intent`` was made inside a transaction."""
+        return _has_marker(intent) or (self._at_entry is not None and id(intent) in self._at_entry)
+
+    def _entry_rolled_back(self) -> bool:
+        """Whether the level this root scope was entered at has rolled back (only if it has ended)."""
+        if all(
+            e[0].in_atomic_block and e[0].run_on_commit is e[2] and (e[0].savepoint_ids[-1:] or [None])[0] == e[1]
+            for e in self._entry
+        ):
+            return False  # still open, the usual case: the flush's registration follows it
+        return not all(marker.alive() for marker in self._entry_markers)
 
     def schedule_dispatch(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (this flush's dispatch) when the data it follows is committed.
@@ -267,10 +335,13 @@ class DjangoScope(Scope):
         _register(waiting[0], _after_every_commit(callback, self._using, waiting[0]))
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
+        at_entry = self._at_entry
+        if at_entry and self._entry_rolled_back():
+            intents = [intent for intent in intents if id(intent) not in at_entry]
         if self._transaction_bound_only:
-            intents = [intent for intent in intents if _is_tied(intent)]
-            if not intents:
-                return
+            intents = [intent for intent in intents if self._is_tied(intent)]
+        if not intents:
+            return
         dispatch_now = super()._dispatch_all
 
         # A plain function (not a partial): Django's robust-callback logging
@@ -318,7 +389,7 @@ class DjangoScope(Scope):
         """
         if self._executor is not sync_executor or self._transaction_bound_only:
             return True
-        return not all(inspect.iscoroutinefunction(i._task) and not _is_tied(i) for i in intents)
+        return not all(inspect.iscoroutinefunction(i._task) and not self._is_tied(i) for i in intents)
 
     def dispatch_transaction_bound_only(self) -> None:
         """From now on this scope's flush dispatches only intents made inside a transaction.
