@@ -158,8 +158,11 @@ class _TieToTransactions:
     def __hash__(self) -> int:
         return hash(_TieToTransactions)
 
-    def __call__(self, intent: Intent, entry: tuple[tuple[Any, Any, Any], ...] = ()) -> bool:
-        """Tie ``intent``; return whether it was made at one of the ``entry`` levels (and left untied there)."""
+    def __call__(self, intent: Intent, entry: dict[int, tuple[Any, Any]] | None = None) -> bool:
+        """Tie ``intent``; return whether it was made at one of the ``entry`` levels (and left untied there).
+
+        ``entry`` maps ``id(connection)`` to ``(savepoint id or None, pending on-commit list)``.
+        """
         if self.thread != _get_ident():
             self.thread = _get_ident()
             self.wrappers = tuple(connections[alias] for alias in connections)
@@ -167,11 +170,12 @@ class _TieToTransactions:
         for connection in self.wrappers:
             if connection.in_atomic_block:
                 if entry:
-                    ids = connection.savepoint_ids
-                    level = (connection, ids[-1] if ids else None, connection.run_on_commit)
-                    if any(e[0] is level[0] and e[1] == level[1] and e[2] is level[2] for e in entry):
-                        at_entry = True
-                        continue
+                    level = entry.get(id(connection))
+                    if level is not None and level[1] is connection.run_on_commit:
+                        ids = connection.savepoint_ids
+                        if (ids[-1] if ids else None) == level[0]:
+                            at_entry = True
+                            continue
                 alive = _marker_for(connection).alive
                 before, condition, after = self.last
                 meta = intent._meta
@@ -183,15 +187,15 @@ class _TieToTransactions:
         return at_entry
 
 
-def _open_levels() -> tuple[tuple[Any, Any, Any], ...]:
-    """(connection, innermost savepoint id or None, its pending on-commit list) per open ``atomic()``."""
-    found = []
+def _open_levels() -> dict[int, tuple[Any, Any]]:
+    """``id(connection)`` -> (innermost savepoint id or None, pending on-commit list), per open ``atomic()``."""
+    found = {}
     for alias in connections:
         connection = connections[alias]
         if connection.in_atomic_block:
             ids = connection.savepoint_ids
-            found.append((connection, ids[-1] if ids else None, connection.run_on_commit))
-    return tuple(found)
+            found[id(connection)] = (ids[-1] if ids else None, connection.run_on_commit)
+    return found
 
 
 def _has_marker(intent: Intent) -> bool:
@@ -231,7 +235,7 @@ class DjangoScope(Scope):
     __slots__ = ("_using",)
     _transaction_bound_only = False
     _tie: _TieToTransactions | None = None
-    _entry: tuple[tuple[Any, Any, Any], ...] = ()  # the atomic() levels a root scope was entered at
+    _entry: dict[int, tuple[Any, Any]] | None = None  # the atomic() levels a root scope was entered at
     _entry_markers: tuple[_Marker, ...] = ()
     _at_entry: set[int] | None = None  # ids of intents made at those levels (left untied)
 
@@ -287,12 +291,15 @@ class DjangoScope(Scope):
             tie = self._tie = _TieToTransactions()
         meta = intent._meta
         if tie(intent, self._entry):
-            if self._at_entry is None:
-                self._at_entry = set()
+            at_entry = self._at_entry
+            if at_entry is None:
+                at_entry = self._at_entry = set()
                 # What the flush asks if the scope outlived its level (used
                 # imperatively): did that level commit or roll back?
-                self._entry_markers = tuple(_marker_for(e[0]) for e in self._entry)
-            self._at_entry.add(id(intent))
+                self._entry_markers = tuple(
+                    _marker_for(c) for c in connections.all(initialized_only=True) if id(c) in self._entry
+                )
+            at_entry.add(id(intent))
         if intent._meta is not meta:
             self._needs_filter = True  # tied: the flush drops it if its block rolled back
         super()._add(intent)
@@ -302,11 +309,15 @@ class DjangoScope(Scope):
         return _has_marker(intent) or (self._at_entry is not None and id(intent) in self._at_entry)
 
     def _entry_rolled_back(self) -> bool:
-        """Whether the level this root scope was entered at has rolled back (only if it has ended)."""
-        if all(
-            e[0].in_atomic_block and e[0].run_on_commit is e[2] and (e[0].savepoint_ids[-1:] or [None])[0] == e[1]
-            for e in self._entry
-        ):
+        """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
+        for marker in self._entry_markers:
+            connection = marker.connection
+            level = self._entry[id(connection)]
+            ids = connection.savepoint_ids
+            if not (connection.in_atomic_block and connection.run_on_commit is level[1]
+                    and (ids[-1] if ids else None) == level[0]):
+                break
+        else:
             return False  # still open, the usual case: the flush's registration follows it
         return not all(marker.alive() for marker in self._entry_markers)
 
