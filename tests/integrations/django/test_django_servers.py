@@ -8,6 +8,12 @@ middleware outside ``AirlockMiddleware``. Every task records, in the process
 that runs it, whether a connection of its own could read the row the request
 wrote: a dispatch before the commit shows up as ``saw_row: False``; one after
 a rollback as a record that should not exist.
+
+The scenarios run twice: with airlock (``airlock.enqueue`` under
+``AirlockMiddleware``) and with Celery's own ``delay_on_commit``
+(``celery.contrib.django.task.DjangoTask``, eager, so the record shows when
+Celery would have sent the task). The docs' comparison table
+(docs/integrations/django.md) is these tests' outcomes.
 """
 
 from __future__ import annotations
@@ -124,26 +130,106 @@ def _label(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 
 
-def test_dispatch_waits_for_the_outer_sync_atomic_middleware(
-    server: tuple[str, int], project_env: dict[str, str]
+VIA = pytest.mark.parametrize("via", ["airlock", "delay-on-commit"])
+
+
+def _q(via: str) -> str:
+    return "" if via == "airlock" else f"?via={via}"
+
+
+@VIA
+def test_outer_sync_atomic_middleware_commit_sends_after_the_commit(
+    server: tuple[str, int], project_env: dict[str, str], via: str
 ) -> None:
     name, port = server
-    label = _label(f"{name}-commit")
-    assert _get(port, f"/write/{label}/") == (200, "written")
-    # The sync executor runs in the server process before the response leaves.
+    label = _label(f"{name}-{via}-commit")
+    assert _get(port, f"/write/{label}/{_q(via)}") == (200, "written")
+    # Both run in the server process before the response leaves.
     runs = _runs_of(project_env, label)
     assert len(runs) == 1, runs
-    assert runs[0]["saw_row"] is True, "dispatched before the outer transaction committed"
+    assert runs[0]["saw_row"] is True, "sent before the outer transaction committed"
     assert runs[0]["pid"] != os.getpid()
 
 
-def test_nothing_is_dispatched_when_the_outer_atomic_rolls_back(
-    server: tuple[str, int], project_env: dict[str, str]
+@VIA
+def test_outer_sync_atomic_middleware_rollback_sends_nothing(
+    server: tuple[str, int], project_env: dict[str, str], via: str
 ) -> None:
     name, port = server
-    label = _label(f"{name}-rollback")
-    assert _get(port, f"/write/{label}/", X_Rollback="1") == (200, "written")
+    label = _label(f"{name}-{via}-rollback")
+    assert _get(port, f"/write/{label}/{_q(via)}", X_Rollback="1") == (200, "written")
     assert _runs_of(project_env, label) == []
+
+
+@VIA
+def test_savepoint_rollback_drops_only_that_savepoints_effect(
+    server: tuple[str, int], project_env: dict[str, str], via: str
+) -> None:
+    name, port = server
+    label = _label(f"{name}-{via}-savepoint")
+    assert _get(port, f"/savepoint/{label}/{_q(via)}") == (200, "saved")
+    runs = _runs_of(project_env, label)
+    assert len(runs) == 1 and runs[0]["saw_row"] is True, runs
+    assert _runs_of(project_env, f"{label}-rolled-back") == []
+
+
+@VIA
+def test_a_view_that_raised_when_process_exception_makes_it_a_200(
+    server: tuple[str, int], project_env: dict[str, str], via: str
+) -> None:
+    """The view raised; a middleware's process_exception answered 200, so the outer
+    block committed the row. airlock discards the request's effects (the view
+    failed); Celery's on_commit callback is sent with the commit."""
+    name, port = server
+    label = _label(f"{name}-{via}-raised")
+    assert _get(port, f"/raise/{label}/{_q(via)}") == (200, "handled")
+    runs = _runs_of(project_env, label)
+    if via == "airlock":
+        assert runs == []
+    else:
+        assert len(runs) == 1 and runs[0]["saw_row"] is True, runs
+
+
+@VIA
+def test_open_atomic_on_another_database(server: tuple[str, int], project_env: dict[str, str], via: str) -> None:
+    """The block around the request is on ``other`` (MariaDB); the request's scope
+    uses ``default``. airlock waits for the block's commit (and drops the effect on
+    rollback); Celery's ``delay_on_commit`` registers on ``default``, which is not in
+    a transaction, so it sends at once: before the commit, and even on rollback."""
+    name, port = server
+    committed, rolled_back = _label(f"{name}-{via}-other"), _label(f"{name}-{via}-other-rb")
+    assert _get(port, f"/write/{committed}/{_q(via)}", X_Atomic_Using="other")[0] == 200
+    assert _get(port, f"/write/{rolled_back}/{_q(via)}", X_Atomic_Using="other", X_Rollback="1")[0] == 200
+    runs, rb_runs = _runs_of(project_env, committed), _runs_of(project_env, rolled_back)
+    assert len(runs) == 1 and runs[0]["alias"] == "other", runs
+    if via == "airlock":
+        assert runs[0]["saw_row"] is True, "sent before the MariaDB transaction committed"
+        assert rb_runs == []
+    else:
+        assert runs[0]["saw_row"] is False  # sent before the commit
+        assert len(rb_runs) == 1 and rb_runs[0]["saw_row"] is False  # sent for a rolled-back row
+
+
+@VIA
+def test_client_disconnect_during_a_sync_view(server: tuple[str, int], project_env: dict[str, str], via: str) -> None:
+    """ASGI: the client hangs up while the view sleeps inside atomic(). The effect
+    asked for inside the block that then commits is sent after the commit (both);
+    the one asked for outside any transaction is discarded with the request by
+    airlock, and sent at once by Celery (on_commit outside a transaction)."""
+    name, port = server
+    if name != "uvicorn":
+        pytest.skip("WSGI servers do not tell the application that the client left")
+    label = _label(f"disconnect-{via}")
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        query = f"?pause=1.5&via={via}"
+        sock.sendall(
+            f"GET /disconnect/{label}/{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-No-Atomic: 1\r\n\r\n".encode()
+        )
+        time.sleep(0.5)  # the view is inside its atomic block now
+    runs = _wait_for(project_env, label)
+    assert len(runs) == 1 and runs[0]["saw_row"] is True, runs
+    untied = _runs_of(project_env, f"{label}-untied")
+    assert untied == [] if via == "airlock" else len(untied) == 1
 
 
 def test_orm_writing_executor_django_tasks_db(server: tuple[str, int], project_env: dict[str, str]) -> None:
@@ -163,45 +249,3 @@ def test_orm_writing_executor_django_tasks_db(server: tuple[str, int], project_e
     assert _runs_of(project_env, rolled_back) == []
 
 
-def test_a_view_that_raised_discards_even_when_process_exception_makes_it_a_200(
-    server: tuple[str, int], project_env: dict[str, str]
-) -> None:
-    name, port = server
-    label = _label(f"{name}-raised")
-    assert _get(port, f"/raise/{label}/") == (200, "handled")
-    # The row committed (the outer middleware saw a 200), yet the view raised: discarded.
-    sentinel = _label(f"{name}-after-raised")
-    assert _get(port, f"/write/{sentinel}/")[0] == 200
-    assert _runs_of(project_env, sentinel) and _runs_of(project_env, label) == []
-
-
-def test_flush_inside_atomic_on_another_database_waits_for_its_commit(
-    server: tuple[str, int], project_env: dict[str, str]
-) -> None:
-    """The request scope uses ``default``; the open block is on ``other`` (MariaDB)."""
-    name, port = server
-    committed, rolled_back = _label(f"{name}-other"), _label(f"{name}-other-rb")
-    assert _get(port, f"/write/{committed}/", X_Atomic_Using="other")[0] == 200
-    assert _get(port, f"/write/{rolled_back}/", X_Atomic_Using="other", X_Rollback="1")[0] == 200
-    runs = _runs_of(project_env, committed)
-    assert len(runs) == 1 and runs[0]["alias"] == "other", runs
-    assert runs[0]["saw_row"] is True, "dispatched before the MariaDB transaction committed"
-    assert _runs_of(project_env, rolled_back) == []
-
-
-def test_client_disconnect_during_a_sync_view(server: tuple[str, int], project_env: dict[str, str]) -> None:
-    """ASGI: the client hangs up while the view sleeps inside atomic(). The intent
-    made inside the block that then commits is dispatched after the commit; the
-    one made outside any transaction is discarded with the request."""
-    name, port = server
-    if name != "uvicorn":
-        pytest.skip("WSGI servers do not tell the application that the client left")
-    label = _label("disconnect")
-    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
-        sock.sendall(
-            f"GET /disconnect/{label}/?pause=1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-No-Atomic: 1\r\n\r\n".encode()
-        )
-        time.sleep(0.5)  # the view is inside its atomic block now
-    runs = _wait_for(project_env, label)
-    assert len(runs) == 1 and runs[0]["saw_row"] is True, runs
-    assert _runs_of(project_env, f"{label}-untied") == []

@@ -7,4 +7,5 @@ urlpatterns = [
     path("write/<str:label>/", views.write),
     path("raise/<str:label>/", views.raising),
     path("disconnect/<str:label>/", views.disconnect),
+    path("savepoint/<str:label>/", views.savepoint),
 ]
