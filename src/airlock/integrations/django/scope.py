@@ -187,17 +187,6 @@ class _TieToTransactions:
         return at_entry
 
 
-def _open_levels() -> dict[int, tuple[Any, Any]]:
-    """``id(connection)`` -> (innermost savepoint id or None, pending on-commit list), per open ``atomic()``."""
-    found = {}
-    for alias in connections:
-        connection = connections[alias]
-        if connection.in_atomic_block:
-            ids = connection.savepoint_ids
-            found[id(connection)] = (ids[-1] if ids else None, connection.run_on_commit)
-    return found
-
-
 def _has_marker(intent: Intent) -> bool:
     """Whether the intent carries a transaction condition (a marker's)."""
     meta = intent._meta
@@ -280,7 +269,14 @@ class DjangoScope(Scope):
             # ``with`` block cannot outlive it), where the one on-commit
             # registration of the flush already follows the block's fate: its
             # intents made at that very level need no condition of their own.
-            self._entry = _open_levels()
+            tie = self._tie = _TieToTransactions()
+            tie.thread = _get_ident()
+            tie.wrappers = tuple(connections[alias] for alias in connections)
+            self._entry = {
+                id(c): (c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
+                for c in tie.wrappers
+                if c.in_atomic_block
+            }
         return self
 
     __enter__ = enter
@@ -296,9 +292,7 @@ class DjangoScope(Scope):
                 at_entry = self._at_entry = set()
                 # What the flush asks if the scope outlived its level (used
                 # imperatively): did that level commit or roll back?
-                self._entry_markers = tuple(
-                    _marker_for(c) for c in connections.all(initialized_only=True) if id(c) in self._entry
-                )
+                self._entry_markers = tuple(_marker_for(c) for c in tie.wrappers if id(c) in self._entry)
             at_entry.add(id(intent))
         if intent._meta is not meta:
             self._needs_filter = True  # tied: the flush drops it if its block rolled back
