@@ -83,7 +83,7 @@ def main() -> int:
     for label, ok in checks:
         print(f"  [{'x' if ok else ' '}] {label}")
 
-    for module in ("celery_redis", "outbox"):
+    for module in ("celery_redis", "outbox", "django"):
         path = HERE / f"{module}.py"
         if path.exists():
             print(f"\n## {module}\n", flush=True)
