@@ -8,10 +8,11 @@ It gives tests three ways to put their side effects under control:
 * the ``@pytest.mark.airlock(policy=...)`` marker: the test runs inside a
   scope with that policy (``policy=None`` opts the test out of any scope);
 * the ``--airlock-policy`` option (declared by the ``pytest_airlock`` entry
-  point module, which registers this module when pytest configures) / ``airlock_policy`` ini setting: every test
-  that neither uses the fixture nor carries the marker runs under that policy
-  (``assert-no-effects``, ``drop-all``, ``allow-all``, ``none`` or a dotted path to a
-  policy class, factory or instance).
+  point module, which registers this module when pytest configures) /
+  ``airlock_policy`` ini setting: every test that neither uses the fixture nor
+  carries the marker runs under that policy (``assert-no-effects``,
+  ``drop-all``, ``allow-all``, ``none`` or a dotted path to a policy class,
+  factory or instance).
 
 The scope is an ordinary ``airlock.scope()``, so the configured scope class is
 used (``DjangoScope`` once the Django integration has configured airlock), and
@@ -21,9 +22,10 @@ listing what was enqueued.
 
 The plugin never passes a test it should fail:
 
-* the scope ends through ``Scope.end()`` (the one end-of-life path) and
-  flushes only when the test itself passed: a failed, skipped, xfailed or
-  xpassed test dispatches nothing;
+* the scope ends through ``Scope.end()`` (the one end-of-life path; for an
+  async test, the same steps with an asynchronous flush) and flushes only when
+  the test itself passed: a failed, skipped, xfailed or xpassed test
+  dispatches nothing;
 * under ``assert-no-effects`` (by name, or an ``AssertNoEffects()`` instance),
   a ``PolicyViolation`` that the code under test caught and swallowed still
   fails the test. A violation the test function handles itself (``with
@@ -388,4 +390,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 + describe_intents(test_scope.intents),
             )
         )
+    if report.when == "teardown":
+        # Items live as long as the session: do not keep the test's scope (its
+        # intents, their arguments, the violations' tracebacks) alive with them.
+        for key in (_scope_key, _call_key, _error_key, _reported_key):
+            if key in item.stash:
+                del item.stash[key]
     return report

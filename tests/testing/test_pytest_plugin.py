@@ -611,3 +611,33 @@ def test_the_scope_class_decides_through_should_flush(pytester: pytest.Pytester,
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=4, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_broken*", "*RuntimeError: should_flush is broken*"])
+
+
+def test_nothing_of_a_finished_test_is_kept_alive(pytester: pytest.Pytester, tasks_module: None) -> None:
+    # The session keeps every item; the plugin must not keep the test's scope
+    # (its intents and their arguments) alive through it.
+    pytester.makepyfile(
+        """
+        import gc
+        import weakref
+        import pytest
+        import airlock
+        from tasks import send_email
+
+        class Payload:
+            pass
+
+        refs = []
+
+        @pytest.mark.airlock(policy="drop-all")
+        def test_enqueues():
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            airlock.enqueue(send_email, payload)
+
+        def test_payload_is_gone():
+            gc.collect()
+            assert refs[0]() is None
+        """
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
