@@ -39,7 +39,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from types import CodeType
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -367,6 +367,14 @@ def _airlock_policy_scope(request: pytest.FixtureRequest) -> Generator[None, Non
         yield
 
 
+T = TypeVar("T")
+
+
+def _forget(item: pytest.Item, key: pytest.StashKey[T]) -> None:
+    if key in item.stash:
+        del item.stash[key]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
@@ -393,7 +401,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown":
         # Items live as long as the session: do not keep the test's scope (its
         # intents, their arguments, the violations' tracebacks) alive with them.
-        for key in (_scope_key, _call_key, _error_key, _reported_key):
-            if key in item.stash:
-                del item.stash[key]
+        _forget(item, _scope_key)
+        _forget(item, _call_key)
+        _forget(item, _error_key)
+        _forget(item, _reported_key)
     return report
