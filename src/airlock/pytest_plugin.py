@@ -287,16 +287,21 @@ def _test_codes(item: pytest.Item) -> set[CodeType]:
     return codes
 
 
-def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType]) -> bool:
-    # An exception's traceback starts at the frame that caught it: the test
-    # function (``with pytest.raises(...)``, ``try``/``except`` in the test),
-    # or pytest itself (``pytest.raises(E, func)``) means the test dealt with
-    # it; any other frame means the code under test swallowed it.
+def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType], test_globals: object) -> bool:
+    # An exception's traceback starts at the frame that caught it. The test
+    # function, a helper in the test module (``with pytest.raises(...)``,
+    # ``try``/``except``) or pytest itself (``pytest.raises(E, func)``) means
+    # the test dealt with it; any other frame means the code under test
+    # swallowed it.
     tb = violation.__traceback__
     if tb is None:
         return False
     frame = tb.tb_frame
-    return frame.f_code in test_codes or str(frame.f_globals.get("__name__", "")).startswith("_pytest.")
+    return (
+        frame.f_code in test_codes
+        or frame.f_globals is test_globals
+        or str(frame.f_globals.get("__name__", "")).startswith("_pytest.")
+    )
 
 
 def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None:
@@ -310,7 +315,8 @@ def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None
     new = guard.violations[start:]
     item.stash[_reported_key] = len(guard.violations)
     codes = _test_codes(item)
-    swallowed = [violation for violation in new if not _handled_by_the_test(violation, codes)]
+    module_globals = getattr(getattr(item, "module", None), "__dict__", None)
+    swallowed = [violation for violation in new if not _handled_by_the_test(violation, codes, module_globals)]
     if not swallowed:
         return
     listing = "\n".join(f"  #{number} {violation}" for number, violation in enumerate(swallowed, 1))
