@@ -146,3 +146,27 @@ def test_a_test_double_receives_the_call_the_task_would() -> None:
     # using() ran twice: once to validate the options at enqueue, once to dispatch.
     task.using.assert_called_with(priority=7, queue_name="mail")
     task.using.return_value.enqueue.assert_called_once_with(2)
+
+
+class TaskProxy:
+    """Forwards every attribute to the task it wraps (what tracing wrappers do)."""
+
+    def __init__(self, task: object) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._task, name)
+
+
+def test_a_proxy_is_enqueued_like_the_task() -> None:
+    with airlock.scope(executor=django_tasks_executor):
+        airlock.enqueue(TaskProxy(record), "proxied", _name="record")  # type: ignore[arg-type]
+        airlock.enqueue(TaskProxy(record), "routed", _name="record",  # type: ignore[arg-type]
+                        _dispatch_options={"queue_name": "airlock-exec-other"})
+    run_worker()
+    run_worker("airlock-exec-other")
+    rows = DBTaskResult.objects.order_by("enqueued_at")
+    assert [(row.queue_name, row.status, row.return_value["value"]) for row in rows] == [
+        ("default", "SUCCESSFUL", "proxied"),
+        ("airlock-exec-other", "SUCCESSFUL", "routed"),
+    ]
