@@ -38,6 +38,7 @@ def broker(client: redis.Redis) -> Iterator[Broker]:
     """The default broker of tests/django_settings.py's Q_CLUSTER (Redis DB 5)."""
     broker = get_broker()
     assert broker.connection.connection_pool.connection_kwargs["db"] == DJANGO_Q_DB
+    broker.purge_queue()  # this cluster's own queue: a killed run may have left messages in it
     yield broker
 
 

@@ -170,3 +170,11 @@ def test_a_proxy_is_enqueued_like_the_task() -> None:
         ("default", "SUCCESSFUL", "proxied"),
         ("airlock-exec-other", "SUCCESSFUL", "routed"),
     ]
+
+
+def test_django_6_runs_on_djangos_own_task_framework() -> None:
+    """On Django >= 6.0 (``make test-django6``) the tasks are ``django.tasks``' own, not the backport's."""
+    import django
+
+    expected = "django.tasks." if django.VERSION >= (6, 0) else "django_tasks."
+    assert type(record).__module__.startswith(expected), type(record)

@@ -18,9 +18,9 @@ from dramatiq.brokers.redis import RedisBroker
 
 import airlock
 from airlock.integrations.executors.dramatiq import dramatiq_executor
-from integrations.redis_dbs import flushed_redis, redis_url_for_db
+from integrations.redis_dbs import flushed_redis, redis_test_db, redis_url_for_db
 
-DRAMATIQ_DB = 2
+DRAMATIQ_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass

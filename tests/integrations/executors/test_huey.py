@@ -20,9 +20,9 @@ from huey import RedisHuey
 
 import airlock
 from airlock.integrations.executors.huey import huey_executor
-from integrations.redis_dbs import flushed_redis, redis_url_for_db
+from integrations.redis_dbs import flushed_redis, redis_test_db, redis_url_for_db
 
-HUEY_DB = 3
+HUEY_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass

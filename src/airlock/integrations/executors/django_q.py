@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_q.signing import PickleSerializer
-from django_q.tasks import async_task
+from .._extras import requires
+
+with requires("django-q"):
+    from django_q.signing import PickleSerializer
+    from django_q.tasks import async_task
 
 from ..._intent import Intent
 from ._checks import check_options_serializable, check_serializable, check_task_sendable

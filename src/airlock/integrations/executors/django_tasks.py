@@ -20,6 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._extras import requires
+
+# Tasks are recognised by duck typing; this import only makes a missing
+# framework fail here, naming the extra, rather than at the first dispatch.
+with requires("django-tasks"):
+    try:  # Django >= 6.0
+        import django.tasks  # noqa: F401
+    except ImportError:  # the backport
+        import django_tasks  # noqa: F401
+
 # The framework's own "is this JSON?" check, wherever this version keeps it.
 try:
     from django.utils.json import normalize_json

@@ -23,7 +23,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import dramatiq
+from .._extras import requires
+
+with requires("dramatiq"):
+    import dramatiq
 
 from ..._intent import Intent
 from ._checks import check_option_type, check_options_serializable, check_serializable

@@ -26,7 +26,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from huey.utils import normalize_time
+from .._extras import requires
+
+with requires("huey"):
+    from huey.utils import normalize_time
 
 from ..._intent import Intent
 from ._checks import check_option_type, check_options_serializable, check_serializable

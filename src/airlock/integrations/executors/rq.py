@@ -30,8 +30,11 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis import Redis
-from rq import Queue
+from .._extras import requires
+
+with requires("rq"):
+    from redis import Redis
+    from rq import Queue
 
 from ..._intent import Intent
 from ._checks import check_option_type, check_serializable, check_task_sendable
