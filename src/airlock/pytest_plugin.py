@@ -94,9 +94,12 @@ _reported_key = pytest.StashKey[int]()
 
 def _check_policy(policy: object, where: str) -> None:
     if isinstance(policy, type):
-        raise TypeError(f"{where} needs a policy instance, got the class {policy.__name__}; write {policy.__name__}()")
+        raise TypeError(
+            f"{where} needs a policy instance, got the class {policy.__name__}; write {policy.__name__}()"
+        )
     if not (callable(getattr(policy, "on_enqueue", None)) and callable(getattr(policy, "allows", None))):
         raise TypeError(f"{where} needs a policy (an object with on_enqueue() and allows()), got {policy!r}")
+
 
 # pytest-django's fixtures that open the test's database (transaction); when a
 # test uses one, the airlock scope is entered after it.
@@ -190,7 +193,9 @@ def _marker_settings(item: pytest.Item) -> tuple[object, dict[str, Any]] | None:
         return None
     kwargs = dict(marker.kwargs)
     if len(marker.args) > 1:
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.airlock takes at most one positional argument (the policy)")
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.airlock takes at most one positional argument (the policy)"
+        )
     if marker.args:
         if "policy" in kwargs:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.airlock got the policy twice")
@@ -217,7 +222,9 @@ def _drive(coro: Coroutine[Any, Any, Scope]) -> Scope:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     coro.close()
-    raise RuntimeError("airlock: the scope's aenter() suspended; use 'async with airlock.scope()' in the test")
+    raise RuntimeError(
+        "airlock: the scope's aenter() suspended; use 'async with airlock.scope()' in the test"
+    )
 
 
 def _run_scope(

@@ -143,7 +143,9 @@ def test_the_suite_wide_policy_does_not_break_explicit_scopes(pytester: pytest.P
     )
     result = pytester.runpytest("-p", "no:randomly", "--airlock-policy=assert-no-effects")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["E *PolicyViolation: *notify_warehouse*", "FAILED *::test_unplanned_effect_is_caught*"])
+    result.stdout.fnmatch_lines(
+        ["E *PolicyViolation: *notify_warehouse*", "FAILED *::test_unplanned_effect_is_caught*"]
+    )
 
 
 def test_a_projects_own_airlock_scope_fixture_wins(pytester: pytest.Pytester) -> None:

@@ -10,8 +10,8 @@ due, then returns.
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 from unittest.mock import Mock
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from django_tasks_db.management.commands.db_worker import Worker
@@ -66,7 +66,9 @@ def test_discarded_scope_enqueues_nothing() -> None:
 
 def test_queue_name_routes_to_that_queue() -> None:
     with airlock.scope(executor=django_tasks_executor):
-        airlock.enqueue(record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7})
+        airlock.enqueue(
+            record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7}
+        )
     run_worker("default")
     (row,) = DBTaskResult.objects.all()
     assert (row.queue_name, row.priority, row.status) == ("airlock-exec-other", 7, "READY")
@@ -76,7 +78,7 @@ def test_queue_name_routes_to_that_queue() -> None:
 
 
 def test_run_after_holds_the_task_back() -> None:
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     with airlock.scope(executor=django_tasks_executor):
         airlock.enqueue(record, "later", _dispatch_options={"run_after": later})
     run_worker()
@@ -98,7 +100,9 @@ def test_unserializable_argument_fails_at_enqueue() -> None:
 
 def test_bad_options_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_tasks_executor) as scope:
-        with pytest.raises(TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"):
+        with pytest.raises(
+            TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"
+        ):
             airlock.enqueue(record, 1, _dispatch_options={"queue": "x"})
         with pytest.raises(TypeError, match=r"record with dispatch options .*not-a-queue"):
             airlock.enqueue(record, 1, _dispatch_options={"queue_name": "not-a-queue"})
@@ -161,8 +165,12 @@ class TaskProxy:
 def test_a_proxy_is_enqueued_like_the_task() -> None:
     with airlock.scope(executor=django_tasks_executor):
         airlock.enqueue(TaskProxy(record), "proxied", _name="record")  # type: ignore[arg-type]
-        airlock.enqueue(TaskProxy(record), "routed", _name="record",  # type: ignore[arg-type]
-                        _dispatch_options={"queue_name": "airlock-exec-other"})
+        airlock.enqueue(
+            TaskProxy(record),
+            "routed",
+            _name="record",  # type: ignore[arg-type]
+            _dispatch_options={"queue_name": "airlock-exec-other"},
+        )
     run_worker()
     run_worker("airlock-exec-other")
     rows = DBTaskResult.objects.order_by("enqueued_at")
