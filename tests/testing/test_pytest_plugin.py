@@ -674,3 +674,42 @@ def test_nothing_of_a_finished_test_is_kept_alive(pytester: pytest.Pytester, tas
         """
     )
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_async_tests_are_judged_the_same_way(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        async_service="""
+        import airlock
+        from tasks import deliver
+
+        async def checkout():
+            try:
+                airlock.enqueue(deliver, 1)
+            except airlock.PolicyViolation:
+                pass
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from async_service import checkout
+        from tasks import deliver
+
+        pytestmark = [pytest.mark.anyio, pytest.mark.airlock(policy="assert-no-effects")]
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        async def test_swallowed():
+            await checkout()
+
+        async def test_handled():
+            with pytest.raises(airlock.PolicyViolation):
+                airlock.enqueue(deliver, 2)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_swallowed - *"])
