@@ -294,21 +294,17 @@ def _test_codes(item: pytest.Item) -> set[CodeType]:
     return codes
 
 
-def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType], test_globals: object) -> bool:
+def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType]) -> bool:
     # An exception's traceback starts at the frame that caught it. The test
-    # function, a helper in the test module (``with pytest.raises(...)``,
-    # ``try``/``except``) or pytest itself (``pytest.raises(E, func)``) means
-    # the test dealt with it; any other frame means the code under test
-    # swallowed it.
+    # function itself (``with pytest.raises(...)``, ``try``/``except`` in its
+    # body) or pytest (``pytest.raises(E, func)``) means the test dealt with
+    # it; any other frame, even a helper defined in the test module, means
+    # code the test called swallowed it.
     tb = violation.__traceback__
     if tb is None:
         return False
     frame = tb.tb_frame
-    return (
-        frame.f_code in test_codes
-        or frame.f_globals is test_globals
-        or str(frame.f_globals.get("__name__", "")).startswith("_pytest.")
-    )
+    return frame.f_code in test_codes or str(frame.f_globals.get("__name__", "")).startswith("_pytest.")
 
 
 def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None:
@@ -322,16 +318,15 @@ def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None
     new = guard.violations[start:]
     item.stash[_reported_key] = len(guard.violations)
     codes = _test_codes(item)
-    module_globals = getattr(getattr(item, "module", None), "__dict__", None)
-    swallowed = [violation for violation in new if not _handled_by_the_test(violation, codes, module_globals)]
+    swallowed = [violation for violation in new if not _handled_by_the_test(violation, codes)]
     if not swallowed:
         return
     listing = "\n".join(f"  #{number} {violation}" for number, violation in enumerate(swallowed, 1))
     raise PolicyViolation(
         f"{len(swallowed)} side effect(s) were attempted under assert-no-effects and the PolicyViolation "
         f"was caught by the code under test, which went on as if nothing had happened:\n{listing}\n"
-        "The test fails anyway. (A test that expects the violation checks it itself, "
-        "e.g. 'with pytest.raises(airlock.PolicyViolation):' in the test function.)"
+        "The test fails anyway. (A test that expects the violation checks it in the test function "
+        "itself, e.g. 'with pytest.raises(airlock.PolicyViolation):'.)"
     ) from swallowed[0]
 
 
