@@ -5,11 +5,19 @@ as ``app.add_middleware(AirlockMiddleware)`` in Starlette/FastAPI and around any
 ASGI callable. For every HTTP request it opens a scope, runs the app in it, and
 decides from what the app actually sent:
 
-* flush once the app has returned, if the final body chunk was sent
-  (``more_body`` false) and the status is below 400 (or ``should_flush(scope,
-  status)`` says so);
-* discard on a status of 400 or more, when the app raised (the exception is
-  re-raised), and when the client disconnected before the response completed.
+* the response completes with its final body message (``more_body`` false),
+  ``http.response.pathsend``, a final ``http.response.zerocopysend``, or its
+  final trailers when it announced some. At that moment the request scope is
+  decided: flushed if the status is below 400 (or ``should_flush(scope,
+  status)`` says so), discarded otherwise;
+* it is discarded when the app raised before completing the response, when
+  the response was produced while an exception was being handled (an
+  exception handler turned a raising view into a response: see
+  docs/integrations/raised-views.md), and when the client disconnected first;
+* work the app does after the response completed (Starlette/FastAPI
+  background tasks) runs in a scope of its own, flushed when the app returns
+  normally and discarded if it raises: a failing background task never
+  discards the view's effects.
 
 Lifespan and websocket connections pass through untouched.
 
@@ -24,12 +32,12 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
-from time import perf_counter
 from typing import Any
 
 import airlock
-from airlock import _config, _observe
+from airlock import _config
 from airlock._intent import Intent
 from airlock._scope import Scope, _is_coroutine_callable
 
@@ -41,6 +49,11 @@ Send = Callable[[ASGIMessage], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 ShouldFlush = Callable[[MutableMapping[str, Any], int], bool]
 
+# Set by the middleware around the app: resetting its token succeeds only in the
+# middleware's own context, which tells whether a send() runs there or in a task
+# the app started (whose context is a copy).
+_IN_REQUEST: contextvars.ContextVar[None] = contextvars.ContextVar("airlock_asgi_request")
+
 
 class ASGIScope(Scope):
     """A scope whose async flush keeps the event loop free.
@@ -48,46 +61,62 @@ class ASGIScope(Scope):
     At ``await scope.aflush()``, intents whose task is a coroutine function
     (or whose executor is one) are awaited on the loop; every other intent's
     executor call runs in the loop's default thread pool with a copy of the
-    current context. One intent at a time, in FIFO order; every intent is
-    attempted and failures are raised together as :class:`airlock.DispatchError`.
-    A synchronous :meth:`flush` behaves like the base :class:`~airlock.Scope`.
+    current context. One intent at a time, in FIFO order (the core's dispatch
+    loop; this class only changes how ONE intent runs). A synchronous
+    :meth:`flush` behaves like the base :class:`~airlock.Scope`.
     """
 
     __slots__ = ()
 
-    async def _adispatch_all(self, intents: list[Intent]) -> None:
+    async def _adispatch_one(self, intent: Intent) -> None:
         executor = self._executor
-        executor_is_async = inspect.iscoroutinefunction(executor) or inspect.iscoroutinefunction(
-            getattr(type(executor), "__call__", None)
-        )
-        loop = asyncio.get_running_loop()
-        failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
-        started = perf_counter() if listening else 0.0
-        for intent in intents:
-            try:
-                if executor_is_async or _is_coroutine_callable(intent._task):
-                    result = executor(intent)
-                else:
-                    context = contextvars.copy_context()
-                    result = await loop.run_in_executor(
-                        None, functools.partial(context.run, executor, intent)
-                    )
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                failures.append((intent, exc))
-        if listening or failures:
-            # Reports the batch to observers, logs each failure, raises DispatchError.
-            self._finish_dispatch(intents, failures, started if listening else None)
+        if _is_coroutine_callable(executor) or _is_coroutine_callable(intent._task):
+            result = executor(intent)
+        else:
+            context = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, functools.partial(context.run, executor, intent))
+        if result is not None and inspect.isawaitable(result):
+            await result
+
+
+def _completes(message: ASGIMessage, trailers: bool) -> bool:
+    """Whether ``message`` is the last one of the response."""
+    kind = message["type"]
+    if trailers:
+        return kind == "http.response.trailers" and not message.get("more_trailers", False)
+    if kind == "http.response.body" or kind == "http.response.zerocopysend":
+        return not message.get("more_body", False)
+    return kind == "http.response.pathsend"
+
+
+def _handling_exception() -> bool:
+    # True while an ``except`` block up the call stack is handling an exception:
+    # the response is being produced by an exception handler.
+    return sys.exc_info()[1] is not None
+
+
+class _Request:
+    """What the app did with one HTTP request, as far as the decision goes."""
+
+    __slots__ = ("background", "completed", "disconnected", "failure", "raised", "status", "trailers")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.trailers = False
+        self.completed = False
+        self.disconnected = False
+        self.raised = False  # the response was produced while an exception was handled
+        self.background: Scope | None = None  # the scope of the work after the response
+        self.failure: Exception | None = None  # raised while deciding at completion; re-raised at the end
 
 
 class AirlockMiddleware:
     """Open one airlock scope per HTTP request of the wrapped ASGI app.
 
     ``should_flush(asgi_scope, status) -> bool`` replaces the default "status
-    < 400" rule; it is only asked when the response completed without an
-    exception. Other keyword arguments go to :func:`airlock.scope` for every
+    < 400" rule; it is only asked when the response completed and the view did
+    not raise. Other keyword arguments go to :func:`airlock.scope` for every
     request (``policy=``, ``executor=``, ``_cls=``). Without ``_cls`` the
     request scope is an :class:`ASGIScope`, unless ``airlock.configure
     (scope_cls=...)`` chose another class, which then wins.
@@ -95,7 +124,8 @@ class AirlockMiddleware:
     Handlers find the scope at ``scope["airlock"]`` of the ASGI scope
     (``request.scope["airlock"]`` in Starlette) and at
     ``scope["state"]["airlock"]`` (``request.state.airlock``). Its ``origin``
-    is ``"METHOD /path"``.
+    is ``"METHOD /path"``; the scope of the work after the response has
+    ``"METHOD /path (background)"``.
     """
 
     def __init__(self, app: ASGIApp, *, should_flush: ShouldFlush | None = None, **scope_kwargs: Any) -> None:
@@ -128,54 +158,101 @@ class AirlockMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_scope = self._new_scope(f"{scope['method']} {scope['path']}")
+        origin = f"{scope['method']} {scope['path']}"
+        request_scope = self._new_scope(origin)
         scope["airlock"] = request_scope
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state["airlock"] = request_scope
-
-        status: int | None = None
-        completed = False
-        disconnected = False
+        request = _Request()
 
         async def receive_watching_disconnect() -> ASGIMessage:
-            nonlocal disconnected
             message = await receive()
-            if message["type"] == "http.disconnect" and not completed:
-                disconnected = True
+            if message["type"] == "http.disconnect" and not request.completed:
+                request.disconnected = True
             return message
 
         async def send_watching_response(message: ASGIMessage) -> None:
-            nonlocal status, completed
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
+            if message["type"] == "http.response.start":
+                request.status = message["status"]
+                request.trailers = bool(message.get("trailers", False))
+                if _handling_exception():
+                    request.raised = True
             await send(message)
-            if kind == "http.response.body" and not message.get("more_body", False):
-                completed = True
+            if not request.completed and _completes(message, request.trailers):
+                request.completed = True
+                if _handling_exception():
+                    request.raised = True
+                await self._response_completed(scope, request_scope, request, origin, marker)
 
         await request_scope.aenter()
+        marker = _IN_REQUEST.set(None)
         try:
             await self.app(scope, receive_watching_disconnect, send_watching_response)
-        except BaseException:
+        except BaseException as exc:
             # An exception (or a cancellation: some servers cancel the app when
-            # the client goes away) means the request did not complete.
-            request_scope.exit()
-            request_scope.discard()
+            # the client goes away) before completion: the request failed. After
+            # completion it is the background work's failure, and only its own.
+            await self._end(scope, request_scope, request, exc)
             raise
-        request_scope.exit()
-        try:
-            flush = completed and not disconnected and status is not None and self._flushes(scope, status)
-        except BaseException:
-            request_scope.discard()  # should_flush raised: nothing may escape
-            raise
-        if flush:
-            await request_scope.aflush()
-        else:
-            request_scope.discard()
+        await self._end(scope, request_scope, request, None)
+        if request.failure is not None:
+            raise request.failure
 
-    def _flushes(self, scope: MutableMapping[str, Any], status: int) -> bool:
+    async def _response_completed(
+        self,
+        asgi_scope: MutableMapping[str, Any],
+        request_scope: Scope,
+        request: _Request,
+        origin: str,
+        marker: contextvars.Token[None],
+    ) -> None:
+        """Decide the request's effects now, and give the work after the response its own scope.
+
+        Only possible from the middleware's own context with the request scope
+        innermost; otherwise (a ``send`` from a task the app started, a scope
+        the app left open) the decision waits until the app returns.
+        """
+        try:
+            _IN_REQUEST.reset(marker)
+        except ValueError:
+            return  # another context: a scope entered here would not be seen by the app's code
+        if airlock.get_current_scope() is not request_scope:
+            return
+        try:
+            try:
+                flush = self._flushes(asgi_scope, request)
+            except Exception:
+                await request_scope.aend(None, flush=False)  # should_flush raised: nothing may escape
+                raise
+            await request_scope.aend(None, flush=flush)
+        except Exception as exc:  # re-raised once the app has returned; the app's own work goes on
+            request.failure = exc
+        background = self._new_scope(f"{origin} (background)")
+        await background.aenter()
+        request.background = background
+
+    async def _end(
+        self,
+        asgi_scope: MutableMapping[str, Any],
+        request_scope: Scope,
+        request: _Request,
+        error: BaseException | None,
+    ) -> None:
+        if request.background is not None:
+            await request.background.aend(error)
+            return
+        try:
+            flush = error is None and self._flushes(asgi_scope, request)
+        except BaseException:
+            await request_scope.aend(None, flush=False)  # should_flush raised: nothing may escape
+            raise
+        await request_scope.aend(error, flush=flush)
+
+    def _flushes(self, asgi_scope: MutableMapping[str, Any], request: _Request) -> bool:
+        if not request.completed or request.disconnected or request.raised or request.status is None:
+            return False
         if self.should_flush is None:
-            return status < 400
-        return bool(self.should_flush(scope, status))
+            return request.status < 400
+        return bool(self.should_flush(asgi_scope, request.status))
