@@ -15,7 +15,7 @@ from fastapi import BackgroundTasks, FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask, BackgroundTasks as StarletteBackgroundTasks
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import airlock
@@ -39,17 +39,26 @@ def background_outcomes() -> list[tuple[str, str]]:
     return [outcome for outcome in OUTCOMES if outcome[0].endswith("(background)")]
 
 
-async def drive(app: Any, path: str, extensions: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+async def drive(
+    app: Any, path: str, extensions: dict[str, Any] | None = None, spec_version: str = "2.4"
+) -> list[dict[str, Any]]:
     """Call ``app`` like a server that offers ``extensions``; return what it sent."""
     sent: list[dict[str, Any]] = []
 
+    requested = False
+
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected
+        raise AssertionError("unreachable")
 
     async def send(message: Any) -> None:
         sent.append(dict(message))
 
-    scope = {**http_scope(path, "2.4"), "extensions": extensions or {}}
+    scope = {**http_scope(path, spec_version), "extensions": extensions or {}}
     await app(scope, receive, send)
     return sent
 
@@ -125,6 +134,52 @@ def test_status_of_a_pathsend_response_decides() -> None:
 
 
 # -- background tasks get their own scope ---------------------------------------------------------
+
+
+async def stream_three(tag: str) -> Any:
+    for n in range(3):
+        airlock.enqueue(sync_effect, f"{tag}-{n}")
+        yield b"chunk;"
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_streamed_responses_and_a_failing_background_task(tmp_path: Path, kind: str, spec_version: str) -> None:
+    """Under ASGI < 2.4 Starlette streams from a task of its own, then runs the background work here."""
+    document = tmp_path / "receipt.txt"
+    document.write_text("receipt")
+
+    async def endpoint(request: Request) -> Response:
+        airlock.enqueue(sync_effect, "view")
+        background = BackgroundTask(failing_background, "bg-failed")
+        if kind == "file":
+            return FileResponse(document, background=background)
+        return StreamingResponse(stream_three("s"), background=background)
+
+    app = Starlette(routes=[Route("/r", endpoint)])
+    app.add_middleware(AirlockMiddleware, _cls=RecordingScope)
+    with pytest.raises(RuntimeError, match="background task failed"):
+        run(drive(app, "/r", spec_version=spec_version))
+    assert tags() == (["view"] if kind == "file" else ["view", "s-0", "s-1", "s-2"])
+    assert request_outcomes() == [("GET /r", "flushed")]
+    assert background_outcomes() == [("GET /r (background)", "discarded")]
+
+
+def test_app_that_completes_from_another_task_and_then_fails_keeps_the_views_effects() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        airlock.enqueue(sync_effect, "view")
+
+        async def respond() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        await asyncio.create_task(respond())
+        raise RuntimeError("failed after the response")
+
+    with pytest.raises(RuntimeError, match="after the response"):
+        run(drive(AirlockMiddleware(app, _cls=RecordingScope), "/x"))
+    assert tags() == ["view"]
+    assert request_outcomes() == [("GET /x", "flushed")]
 
 
 def failing_background(tag: str) -> None:

@@ -97,18 +97,96 @@ def _handling_exception() -> bool:
 
 
 class _Request:
-    """What the app did with one HTTP request, as far as the decision goes."""
+    """One HTTP request: what the app sent, and the scopes deciding its effects."""
 
-    __slots__ = ("background", "completed", "disconnected", "failure", "raised", "status", "trailers")
+    __slots__ = (
+        "asgi_scope", "background", "completed", "disconnected", "exited", "failure",
+        "marker", "middleware", "origin", "raised", "scope", "status", "trailers",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, middleware: AirlockMiddleware, asgi_scope: MutableMapping[str, Any], origin: str) -> None:
+        self.middleware = middleware
+        self.asgi_scope = asgi_scope
+        self.origin = origin
+        self.scope = middleware._new_scope(origin)
+        self.background: Scope | None = None  # the scope of the work after the response
         self.status: int | None = None
         self.trailers = False
         self.completed = False
         self.disconnected = False
-        self.raised = False  # the response was produced while an exception was handled
-        self.background: Scope | None = None  # the scope of the work after the response
+        self.raised = False  # the response was produced while an exception was being handled
+        self.exited = False  # the request scope was exited, its decision still to make
         self.failure: Exception | None = None  # raised while deciding at completion; re-raised at the end
+        self.marker = _IN_REQUEST.set(None)
+
+    def _in_own_context(self) -> bool:
+        # A ContextVar token resets only in the context that made it.
+        try:
+            _IN_REQUEST.reset(self.marker)
+        except (ValueError, RuntimeError):
+            return False
+        self.marker = _IN_REQUEST.set(None)
+        return True
+
+    async def switch_to_background(self) -> bool:
+        """Exit the request scope and enter the one for the work after the response.
+
+        Only from the middleware's own context (the one the app's code after
+        the response runs in) with the request scope innermost; otherwise (a
+        ``send`` from a task the app started, a scope the app left open) the
+        request is decided as a whole when the app returns.
+        """
+        if self.background is not None or not self._in_own_context():
+            return False
+        if airlock.get_current_scope() is not self.scope:
+            return False
+        self.scope.exit()
+        self.exited = True
+        self.background = self.middleware._new_scope(f"{self.origin} (background)")
+        await self.background.aenter()  # never suspends: safe in a cancelled task
+        return True
+
+    def flushes(self) -> bool:
+        """The middleware's rule for the request's own effects."""
+        if not self.completed or self.disconnected or self.raised or self.status is None:
+            return False
+        should_flush = self.middleware.should_flush
+        if should_flush is None:
+            return self.status < 400
+        return bool(should_flush(self.asgi_scope, self.status))
+
+    async def decide(self) -> None:
+        """Flush or discard the (exited) request scope by the response."""
+        self.exited = False
+        scope = self.scope
+        try:
+            flush = self.flushes() and scope.should_flush(None)
+        except BaseException:
+            scope.discard()  # a rule raised: nothing may escape
+            raise
+        if flush:
+            await scope.aflush()
+        else:
+            scope.discard()
+
+    async def end(self, error: BaseException | None) -> None:
+        """The app returned (``error`` is None) or raised."""
+        if self.exited:
+            await self.decide()  # switched in a cancelled task: decided now, by the response alone
+        if self.background is not None:
+            await self.background.aend(error)
+            return
+        if self.completed and error is not None:
+            # The app failed after the response completed, without a scope of
+            # its own for that work: the view's effects are still decided by
+            # the response, never by what failed after it.
+            error = None
+        try:
+            flush = error is None and self.flushes()
+        except BaseException:
+            await self.scope.aend(None, flush=False)
+            raise
+        await self.scope.aend(error, flush=flush)
 
 
 class AirlockMiddleware:
@@ -158,17 +236,22 @@ class AirlockMiddleware:
             await self.app(scope, receive, send)
             return
 
-        origin = f"{scope['method']} {scope['path']}"
-        request_scope = self._new_scope(origin)
-        scope["airlock"] = request_scope
+        request = _Request(self, scope, f"{scope['method']} {scope['path']}")
+        scope["airlock"] = request.scope
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state["airlock"] = request_scope
-        request = _Request()
+        state["airlock"] = request.scope
 
         async def receive_watching_disconnect() -> ASGIMessage:
-            message = await receive()
+            try:
+                message = await receive()
+            finally:
+                if request.completed and request.background is None:
+                    # The response completed in a task the app started (Starlette
+                    # streams that way under ASGI < 2.4) and this task is back:
+                    # give the work after the response its own scope here.
+                    await request.switch_to_background()
             if message["type"] == "http.disconnect" and not request.completed:
                 request.disconnected = True
             return message
@@ -184,75 +267,21 @@ class AirlockMiddleware:
                 request.completed = True
                 if _handling_exception():
                     request.raised = True
-                await self._response_completed(scope, request_scope, request, origin, marker)
+                if await request.switch_to_background():
+                    try:
+                        await request.decide()  # the view's effects, right after the response
+                    except Exception as exc:  # re-raised once the app has returned
+                        request.failure = exc
 
-        await request_scope.aenter()
-        marker = _IN_REQUEST.set(None)
+        await request.scope.aenter()
         try:
             await self.app(scope, receive_watching_disconnect, send_watching_response)
         except BaseException as exc:
-            # An exception (or a cancellation: some servers cancel the app when
-            # the client goes away) before completion: the request failed. After
-            # completion it is the background work's failure, and only its own.
-            await self._end(scope, request_scope, request, exc)
+            # Before completion, an exception (or a cancellation: some servers
+            # cancel the app when the client goes away) fails the request;
+            # after it, it fails only the work after the response.
+            await request.end(exc)
             raise
-        await self._end(scope, request_scope, request, None)
+        await request.end(None)
         if request.failure is not None:
             raise request.failure
-
-    async def _response_completed(
-        self,
-        asgi_scope: MutableMapping[str, Any],
-        request_scope: Scope,
-        request: _Request,
-        origin: str,
-        marker: contextvars.Token[None],
-    ) -> None:
-        """Decide the request's effects now, and give the work after the response its own scope.
-
-        Only possible from the middleware's own context with the request scope
-        innermost; otherwise (a ``send`` from a task the app started, a scope
-        the app left open) the decision waits until the app returns.
-        """
-        try:
-            _IN_REQUEST.reset(marker)
-        except ValueError:
-            return  # another context: a scope entered here would not be seen by the app's code
-        if airlock.get_current_scope() is not request_scope:
-            return
-        try:
-            try:
-                flush = self._flushes(asgi_scope, request)
-            except Exception:
-                await request_scope.aend(None, flush=False)  # should_flush raised: nothing may escape
-                raise
-            await request_scope.aend(None, flush=flush)
-        except Exception as exc:  # re-raised once the app has returned; the app's own work goes on
-            request.failure = exc
-        background = self._new_scope(f"{origin} (background)")
-        await background.aenter()
-        request.background = background
-
-    async def _end(
-        self,
-        asgi_scope: MutableMapping[str, Any],
-        request_scope: Scope,
-        request: _Request,
-        error: BaseException | None,
-    ) -> None:
-        if request.background is not None:
-            await request.background.aend(error)
-            return
-        try:
-            flush = error is None and self._flushes(asgi_scope, request)
-        except BaseException:
-            await request_scope.aend(None, flush=False)  # should_flush raised: nothing may escape
-            raise
-        await request_scope.aend(error, flush=flush)
-
-    def _flushes(self, asgi_scope: MutableMapping[str, Any], request: _Request) -> bool:
-        if not request.completed or request.disconnected or request.raised or request.status is None:
-            return False
-        if self.should_flush is None:
-            return request.status < 400
-        return bool(self.should_flush(asgi_scope, request.status))
