@@ -82,12 +82,12 @@ class ASGIScope(Scope):
 
 def _completes(message: ASGIMessage, trailers: bool) -> bool:
     """Whether ``message`` is the last one of the response."""
-    kind = message["type"]
+    kind: str = message["type"]
     if trailers:
         return kind == "http.response.trailers" and not message.get("more_trailers", False)
     if kind == "http.response.body" or kind == "http.response.zerocopysend":
         return not message.get("more_body", False)
-    return kind == "http.response.pathsend"
+    return bool(kind == "http.response.pathsend")
 
 
 def _handling_exception() -> bool:
@@ -104,7 +104,9 @@ class _Request:
         "marker", "middleware", "origin", "raised", "scope", "status", "trailers",
     )  # fmt: skip
 
-    def __init__(self, middleware: AirlockMiddleware, asgi_scope: MutableMapping[str, Any], origin: str) -> None:
+    def __init__(
+        self, middleware: AirlockMiddleware, asgi_scope: MutableMapping[str, Any], origin: str
+    ) -> None:
         self.middleware = middleware
         self.asgi_scope = asgi_scope
         self.origin = origin

@@ -90,7 +90,9 @@ class _Tie:
         waiting, self.waiting = self.waiting, []
         if waiting and logger.isEnabledFor(logging.DEBUG):
             dropped = sum(len(intents) for _, intents, _ in waiting)
-            logger.debug("airlock: transaction rolled back; dropped %d intent(s) waiting for its commit", dropped)
+            logger.debug(
+                "airlock: transaction rolled back; dropped %d intent(s) waiting for its commit", dropped
+            )
 
 
 def _raise_together(errors: list[DispatchError]) -> None:
@@ -311,7 +313,9 @@ def _on_rollback(connection: Connection) -> None:
 
 def _on_rollback_savepoint(connection: Connection, name: str, context: object) -> None:
     watch = _watch(connection)
-    if watch is not None and watch.savepoint is not None and connection.get_nested_transaction() is watch.savepoint:
+    if watch is None or watch.savepoint is None:
+        return
+    if connection.get_nested_transaction() is watch.savepoint:  # the savepoint the session's work is in
         _watch(connection, pop=True)
         watch.finish(committed=False)
 
