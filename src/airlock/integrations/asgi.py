@@ -39,7 +39,7 @@ from typing import Any
 import airlock
 from airlock import _config
 from airlock._intent import Intent
-from airlock._scope import Scope, _is_coroutine_callable
+from airlock._scope import Scope, _is_coroutine_callable, build_scope
 
 __all__ = ["ASGIScope", "AirlockMiddleware"]
 
@@ -230,8 +230,7 @@ class AirlockMiddleware:
         if cls is None:
             configured = _config.current().scope_cls
             cls = ASGIScope if configured is None or configured is Scope else configured
-        kwargs.setdefault("origin", origin)
-        return airlock.scope(policy, _cls=cls, **kwargs)
+        return build_scope(cls, policy, origin=kwargs.pop("origin", origin), **kwargs)
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

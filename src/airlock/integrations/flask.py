@@ -31,6 +31,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 import airlock
+from airlock._scope import build_scope
 
 __all__ = ["Airlock"]
 
@@ -93,8 +94,8 @@ class Airlock:
     def _new_scope(self, origin: str) -> airlock.Scope:
         kwargs = dict(self.scope_kwargs)
         policy = kwargs.pop("policy", None)
-        kwargs.setdefault("origin", origin)
-        return airlock.scope(policy, **kwargs)
+        cls = kwargs.pop("_cls", None)
+        return build_scope(cls, policy, origin=kwargs.pop("origin", origin), **kwargs)
 
     def _open(self) -> None:
         scope = self._new_scope(f"{request.method} {request.path}")
