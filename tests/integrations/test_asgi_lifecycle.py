@@ -375,3 +375,32 @@ def test_many_concurrent_requests_with_background_work_never_cross() -> None:
             expected.append(f"t{i}-bg")
     assert sorted(tags()) == sorted(expected)
     assert len(request_outcomes()) == n and len(background_outcomes()) == n
+
+
+# -- request scopes are built with keyword arguments only ---------------------------------------------
+
+
+class KeywordsOnlyScope(RecordingScope):
+    def __init__(self, **kwargs: Any) -> None:
+        self.received = dict(kwargs)
+        super().__init__(**kwargs)
+
+
+class NoOriginScope(RecordingScope):
+    def __init__(self, *, policy: Any = None) -> None:  # an explicit signature without origin/executor
+        super().__init__(policy=policy)
+
+
+@pytest.mark.parametrize("cls", [KeywordsOnlyScope, NoOriginScope])
+def test_request_scopes_are_built_with_keywords_the_class_accepts(cls: type[RecordingScope]) -> None:
+    async def endpoint(request: Request) -> Response:
+        scope = request.state.airlock
+        assert type(scope) is cls and scope.origin == "GET /k"
+        airlock.enqueue(sync_effect, "k")
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/k", endpoint)])
+    app.add_middleware(AirlockMiddleware, _cls=cls, policy=airlock.LogOnFlush())
+    (response,) = run(get(app, "/k"))
+    assert response.status_code == 200
+    assert tags() == ["k"]

@@ -409,3 +409,21 @@ def test_flask_example() -> None:
     )
     assert created.json["pending"] == ["send_receipt(1)"]
     assert client.get("/sent").json == ["receipt for order 1", "courier booked for order 1"]
+
+
+class KeywordsOnlyScope(airlock.Scope):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+
+class NoOriginScope(airlock.Scope):
+    def __init__(self, *, policy: Any = None) -> None:  # an explicit signature without origin/executor
+        super().__init__(policy=policy)
+
+
+@pytest.mark.parametrize("cls", [KeywordsOnlyScope, NoOriginScope])
+def test_request_scopes_are_built_with_keywords_the_class_accepts(cls: type[airlock.Scope]) -> None:
+    client = build_app(_cls=cls, policy=airlock.LogOnFlush()).test_client()
+    response = client.get("/ok/k")
+    assert response.json["origin"] == "GET /ok/k"
+    assert EFFECTS == ["k"]
