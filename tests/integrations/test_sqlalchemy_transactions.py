@@ -333,3 +333,40 @@ def test_sync_engine_fixture_with_engine_begin(engine: Engine) -> None:
         session.close()
         assert EFFECTS == []
     assert EFFECTS == [("tea", True)]
+
+
+def failing(tag: str) -> None:
+    raise ConnectionError(f"broker down for {tag}")
+
+
+def test_joined_session_dispatch_failure_after_the_outer_commit_is_raised(engine: Engine) -> None:
+    with pytest.raises(airlock.DispatchError) as info:
+        with engine.connect() as connection:
+            outer = connection.begin()
+            session = joined_session(connection, "create_savepoint")
+            with airlock.scope(_cls=SQLAlchemyScope, session=session):
+                session.add(Order(item="tea"))
+                airlock.enqueue(failing, "first")
+                airlock.enqueue(record_visible, engine, "tea")
+                session.commit()
+            session.close()
+            outer.commit()
+    assert [i.name for i, _ in info.value.failures] == ["failing"]
+    assert EFFECTS == [("tea", True)]  # every intent was attempted, after the commit
+    assert committed_items(engine) == ["tea"]
+
+
+def test_joined_session_outer_commit_then_more_work_on_the_connection(engine: Engine) -> None:
+    with engine.connect() as connection:
+        outer = connection.begin()
+        session = joined_session(connection, "rollback_only")
+        with airlock.scope(_cls=SQLAlchemyScope, session=session):
+            session.add(Order(item="tea"))
+            airlock.enqueue(record_visible, engine, "tea")
+            session.commit()
+        session.close()
+        outer.commit()
+        connection.execute(select(1))  # the next transaction on the connection: the COMMIT went through
+        assert EFFECTS == [("tea", True)]
+        connection.rollback()
+    assert EFFECTS == [("tea", True)]

@@ -244,6 +244,18 @@ def _tracker_for(session: Session) -> _SessionTracker:
     return tracker
 
 
+def transaction_check(session: Session) -> Callable[[Intent], None]:
+    """The enqueue check that ties intents to ``session``'s transactions.
+
+    Any scope built on a SQLAlchemy ``Session`` (this module's scopes, the
+    outbox) yields it from ``enqueue_checks()`` so that one tracker per session
+    decides what became of the transaction an intent was made in. Checks from
+    scopes on the same session are the same bound method, so nested scopes run
+    it once.
+    """
+    return _tracker_for(session).tie
+
+
 # -- external connection transactions -------------------------------------------------------
 
 _EXTERNAL_KEY = "airlock.external_transaction"
@@ -411,8 +423,7 @@ class SQLAlchemyScope(Scope):
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
         yield from super().enqueue_checks()
-        # The tracker's bound method: scopes nested on the same session share it (run once).
-        yield self._tracker.tie
+        yield transaction_check(self._session)
 
     def _hold_pending(self, intents: list[Intent], asynchronous: bool) -> list[Intent]:
         """Hand intents whose transaction has not committed yet to it; return the rest."""
