@@ -542,8 +542,8 @@ def test_sqlalchemy_example(tmp_path: Path) -> None:
     example = load_example("sqlalchemy_app")
     result = example.main(f"sqlite:///{tmp_path / 'shop.db'}")
     assert result == {
-        "orders": ["tea"],
-        "sent": ["receipt for tea"],
+        "orders": ["tea", "scone"],
+        "sent": ["receipt for tea", "receipt for scone"],
     }
     assert asyncio.run(example.amain(f"sqlite+aiosqlite:///{tmp_path / 'ashop.db'}")) == {
         "orders": ["coffee"],
