@@ -96,7 +96,7 @@ def test_error_status_discards(server: Server) -> None:
 
 
 def test_hundreds_of_concurrent_requests_never_cross(server: Server) -> None:
-    n = 300
+    n = 200
 
     async def drive() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=50)

@@ -45,10 +45,14 @@ def serve(server: str, target: str, workdir: Path, env: dict[str, str] | None = 
     """Start ``server`` serving ``target``; yield its base URL once ``/health`` answers; stop it."""
     port = free_port()
     log = open(workdir / f"{server}.log", "wb")  # noqa: SIM115 - closed below
+    # Not measured by pytest-cov (its COV_CORE_* variables): tracing every request
+    # of a server under load would only make the module slow.
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("COV_CORE_")}
+    base_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     process = subprocess.Popen(
         command(server, target, port),
         cwd=TESTS,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})},
+        env={**base_env, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
