@@ -370,3 +370,22 @@ def test_joined_session_outer_commit_then_more_work_on_the_connection(engine: En
         assert EFFECTS == [("tea", True)]
         connection.rollback()
     assert EFFECTS == [("tea", True)]
+
+
+def test_a_session_dropped_with_waiting_intents_is_collected_and_says_so(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+    import weakref
+
+    session = Session(engine)
+    with airlock.scope(_cls=SQLAlchemyScope, session=session):
+        session.add(Order(item="never"))
+        airlock.enqueue(record, "never")  # waits for the next transaction, which never begins
+    gone = weakref.ref(session)
+    del session
+    with caplog.at_level("WARNING", logger="airlock"):
+        gc.collect()
+    assert gone() is None  # nothing airlock keeps holds the session alive
+    assert "1 intent(s) were waiting for a transaction of a session that is gone" in caplog.text
+    assert EFFECTS == []

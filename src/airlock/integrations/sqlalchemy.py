@@ -55,6 +55,23 @@ logger = logging.getLogger("airlock")
 _PENDING, _COMMITTED, _DROPPED = 0, 1, 2
 
 
+class _Unfinished:
+    """How many intents wait for a session's transactions (read when the session is collected)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def report(self) -> None:
+        if self.count:
+            logger.warning(
+                "airlock: %d intent(s) were waiting for a transaction of a session that is gone "
+                "(it never committed nor closed); they were not dispatched",
+                self.count,
+            )
+
+
 class _Tie:
     """The fate of one outermost transaction, shared by every intent made in it.
 
@@ -62,20 +79,36 @@ class _Tie:
     an intent whose transaction was dropped is void for every scope.
     """
 
-    __slots__ = ("state", "waiting")
+    __slots__ = ("state", "unfinished", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, unfinished: _Unfinished) -> None:
         self.state = _PENDING
         # (scope, intents, asynchronous): flushed batches waiting for the commit
         self.waiting: list[tuple[SQLAlchemyScope, list[Intent], bool]] = []
+        self.unfinished = unfinished
 
     def __call__(self) -> bool:
         return self.state != _DROPPED
 
+    def wait(self, scope: SQLAlchemyScope, intents: list[Intent], asynchronous: bool) -> None:
+        self.waiting.append((scope, intents, asynchronous))
+        self.unfinished.count += len(intents)
+
+    def _take(self) -> list[tuple[SQLAlchemyScope, list[Intent], bool]]:
+        waiting, self.waiting = self.waiting, []
+        self.unfinished.count -= sum(len(intents) for _, intents, _ in waiting)
+        return waiting
+
+    def leave_session(self) -> None:
+        """The tie now waits on a connection, not on its session: the session's report forgets it."""
+        waiting = self._take()
+        self.unfinished = _Unfinished()
+        self.waiting = waiting
+
     def commit(self) -> None:
         """The transaction committed (at the database): run what waited for it."""
         self.state = _COMMITTED
-        waiting, self.waiting = self.waiting, []
+        waiting = self._take()
         errors: list[DispatchError] = []
         for scope, intents, asynchronous in waiting:
             try:
@@ -87,7 +120,7 @@ class _Tie:
     def drop(self) -> None:
         """The transaction rolled back (or was closed without commit): its intents never happened."""
         self.state = _DROPPED
-        waiting, self.waiting = self.waiting, []
+        waiting = self._take()
         if waiting and logger.isEnabledFor(logging.DEBUG):
             dropped = sum(len(intents) for _, intents, _ in waiting)
             logger.debug(
@@ -138,6 +171,7 @@ class _SessionTracker:
         self.savepoints: dict[SessionTransaction, _Outcome] = {}
         self.connections: dict[SessionTransaction, list[Connection]] = {}
         self.committed_root: SessionTransaction | None = None
+        self.unfinished = _Unfinished()
 
     # -- at enqueue ---------------------------------------------------------------
 
@@ -150,11 +184,11 @@ class _SessionTracker:
         if root is None:
             tie = self.next_tie
             if tie is None:
-                tie = self.next_tie = _Tie()
+                tie = self.next_tie = _Tie(self.unfinished)
         else:
             tie = self.ties.get(root)
             if tie is None:
-                tie = self.ties[root] = _Tie()
+                tie = self.ties[root] = _Tie(self.unfinished)
         intent.add_condition(tie)
         outcomes = []
         transaction = session.get_nested_transaction()
@@ -213,22 +247,11 @@ class _SessionTracker:
             connections = [*connections, session.bind]
         outer = [c for c in connections if not c.closed and c.in_transaction()]
         if outer:
+            tie.leave_session()
             for connection in outer:
                 _ExternalTransaction.follow(connection, tie)
         else:
             tie.commit()
-
-    def report_unfinished(self) -> None:
-        """Called when the session is garbage-collected: nothing is dropped without a word."""
-        ties = [*self.ties.values(), *([self.next_tie] if self.next_tie else [])]
-        count = sum(len(intents) for tie in ties for _, intents, _ in tie.waiting)
-        if count:
-            logger.warning(
-                "airlock: %d intent(s) were waiting for a transaction of a session that is gone "
-                "(it never committed); they were not dispatched",
-                count,
-            )
-
 
 _TRACKER_KEY = "airlock.tracker"
 
@@ -240,7 +263,8 @@ def _tracker_for(session: Session) -> _SessionTracker:
         tracker = session.info[_TRACKER_KEY] = _SessionTracker(session)
         for name in ("after_transaction_create", "after_begin", "after_commit", "after_transaction_end"):
             event.listen(session, name, getattr(tracker, name))
-        weakref.finalize(session, tracker.report_unfinished)
+        # Holds only the counter, never the session or its intents.
+        weakref.finalize(session, tracker.unfinished.report)
     return tracker
 
 
@@ -436,7 +460,7 @@ class SQLAlchemyScope(Scope):
             else:
                 waiting.setdefault(tie, []).append(intent)
         for tie, group in waiting.items():
-            tie.waiting.append((self, group, asynchronous))
+            tie.wait(self, group, asynchronous)
         return now
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
