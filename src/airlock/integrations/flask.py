@@ -28,7 +28,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from ._extras import requires
+
+with requires("flask"):
+    from flask import Flask, Response, g, request
 
 import airlock
 from airlock._scope import build_scope
