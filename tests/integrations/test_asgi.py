@@ -817,7 +817,9 @@ def wait_for_outcomes(count: int) -> None:
     deadline = time.monotonic() + 30
     while len(request_outcomes()) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(request_outcomes())} of {count} request scopes ended: {OUTCOMES}")
+            raise AssertionError(
+                f"only {len(request_outcomes())} of {count} request scopes ended: {OUTCOMES}"
+            )
         time.sleep(0.01)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask, BackgroundTasks as StarletteBackgroundTasks
+from starlette.background import BackgroundTask
+from starlette.background import BackgroundTasks as StarletteBackgroundTasks
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -21,11 +22,11 @@ from starlette.routing import Route
 import airlock
 from airlock.integrations.asgi import AirlockMiddleware
 
-from .test_asgi import (  # noqa: F401  (_clean_records is an autouse fixture)
+from . import test_asgi as base
+from .test_asgi import (
     EFFECTS,
     OUTCOMES,
     RecordingScope,
-    _clean_records,
     get,
     http_scope,
     request_outcomes,
@@ -33,6 +34,8 @@ from .test_asgi import (  # noqa: F401  (_clean_records is an autouse fixture)
     sync_effect,
     tags,
 )
+
+_clean_records = base._clean_records  # the base module's autouse fixture, shared
 
 
 def background_outcomes() -> list[tuple[str, str]]:
@@ -93,7 +96,9 @@ def test_zerocopysend_completes_the_response_with_its_last_message() -> None:
         assert [str(i) for i in airlock.get_current_scope().intents] == []  # type: ignore[union-attr]
         airlock.enqueue(sync_effect, "after")
 
-    run(drive(AirlockMiddleware(zerocopy_app, _cls=RecordingScope), "/zc", {"http.response.zerocopysend": {}}))
+    run(
+        drive(AirlockMiddleware(zerocopy_app, _cls=RecordingScope), "/zc", {"http.response.zerocopysend": {}})
+    )
     assert tags() == ["before", "while-streaming", "after"]
     assert request_outcomes() == [("GET /zc", "flushed")]
 
@@ -144,7 +149,9 @@ async def stream_three(tag: str) -> Any:
 
 @pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
 @pytest.mark.parametrize("kind", ["file", "stream"])
-def test_streamed_responses_and_a_failing_background_task(tmp_path: Path, kind: str, spec_version: str) -> None:
+def test_streamed_responses_and_a_failing_background_task(
+    tmp_path: Path, kind: str, spec_version: str
+) -> None:
     """Under ASGI < 2.4 Starlette streams from a task of its own, then runs the background work here."""
     document = tmp_path / "receipt.txt"
     document.write_text("receipt")
@@ -325,7 +332,9 @@ def build_fastapi_handled() -> FastAPI:
     return app
 
 
-@pytest.mark.parametrize("build", [build_starlette_handled, build_fastapi_handled], ids=["starlette", "fastapi"])
+@pytest.mark.parametrize(
+    "build", [build_starlette_handled, build_fastapi_handled], ids=["starlette", "fastapi"]
+)
 def test_view_that_raised_discards_even_when_a_handler_answers_200(build: Any) -> None:
     app = build()
     app.add_middleware(AirlockMiddleware, _cls=RecordingScope)

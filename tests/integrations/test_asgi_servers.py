@@ -59,7 +59,11 @@ def test_file_response_completes_the_request_and_its_background_work(server: Ser
     if server.kind == "granian":
         assert response.headers["x-pathsend-offered"] == "1"  # the response ended with http.response.pathsend
     ended = server.wait_for_origins("GET /file/f1", "GET /file/f1 (background)")
-    assert ended["GET /file/f1"] == {"origin": "GET /file/f1", "outcome": "flushed", "intents": ["effect('f1')"]}
+    assert ended["GET /file/f1"] == {
+        "origin": "GET /file/f1",
+        "outcome": "flushed",
+        "intents": ["effect('f1')"],
+    }
     assert ended["GET /file/f1 (background)"]["intents"] == ["effect('f1-bg')"]
     ran = server.effects()
     assert ran.index("f1") < ran.index("f1-bg")
@@ -84,7 +88,11 @@ def test_exception_handler_answering_200_discards_the_views_effects(server: Serv
     assert response.status_code == 200
     assert response.json() == {"out_of_stock": "h1"}
     ended = server.wait_for_origins("GET /handled/h1")
-    assert ended["GET /handled/h1"] == {"origin": "GET /handled/h1", "outcome": "discarded", "intents": ["effect('h1')"]}
+    assert ended["GET /handled/h1"] == {
+        "origin": "GET /handled/h1",
+        "outcome": "discarded",
+        "intents": ["effect('h1')"],
+    }
     assert "h1" not in server.effects()
 
 

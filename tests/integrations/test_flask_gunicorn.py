@@ -27,7 +27,9 @@ class Server:
         return httpx.get(self.base + path, timeout=20)
 
     def wait_for_origins(self, *origins: str) -> dict[str, dict[str, Any]]:
-        entries = wait_for(self.record, lambda e: all(o in outcomes(e) for o in origins), f"scopes {origins} to end")
+        entries = wait_for(
+            self.record, lambda e: all(o in outcomes(e) for o in origins), f"scopes {origins} to end"
+        )
         return outcomes(entries)
 
     def effects(self) -> list[str]:
@@ -38,7 +40,9 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("gunicorn")
     record = workdir / "record.jsonl"
-    with serve("gunicorn", "integrations.web_apps.flask_app:app", workdir, {"AIRLOCK_WEB_RECORD": str(record)}) as base:
+    with serve(
+        "gunicorn", "integrations.web_apps.flask_app:app", workdir, {"AIRLOCK_WEB_RECORD": str(record)}
+    ) as base:
         yield Server(base, record)
 
 
@@ -47,7 +51,11 @@ def test_success_flushes_and_error_statuses_discard(server: Server) -> None:
     assert server.get("/gone/g1").status_code == 404
     assert server.get("/raise/r1").status_code == 500
     ended = server.wait_for_origins("GET /ok/o1", "GET /gone/g1", "GET /raise/r1")
-    assert ended["GET /ok/o1"] == {"origin": "GET /ok/o1", "outcome": "flushed", "intents": ["effect('o1')", "effect('o1-2')"]}
+    assert ended["GET /ok/o1"] == {
+        "origin": "GET /ok/o1",
+        "outcome": "flushed",
+        "intents": ["effect('o1')", "effect('o1-2')"],
+    }
     assert ended["GET /gone/g1"]["outcome"] == "discarded"
     assert ended["GET /raise/r1"]["outcome"] == "discarded"
     ran = server.effects()
@@ -59,7 +67,11 @@ def test_errorhandler_answering_200_discards_the_views_effects(server: Server) -
     assert response.status_code == 200
     assert response.json() == {"out_of_stock": "h1"}
     ended = server.wait_for_origins("GET /handled/h1")
-    assert ended["GET /handled/h1"] == {"origin": "GET /handled/h1", "outcome": "discarded", "intents": ["effect('h1')"]}
+    assert ended["GET /handled/h1"] == {
+        "origin": "GET /handled/h1",
+        "outcome": "discarded",
+        "intents": ["effect('h1')"],
+    }
     assert "h1" not in server.effects()
 
 

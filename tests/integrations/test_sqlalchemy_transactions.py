@@ -24,20 +24,23 @@ from sqlalchemy.orm import Session
 import airlock
 from airlock.integrations.sqlalchemy import AsyncSQLAlchemyScope, SQLAlchemyScope
 
-from .test_sqlalchemy import (  # noqa: F401  (fixtures: backend, engine, session, _clean_effects)
+from . import test_sqlalchemy as base
+from .test_sqlalchemy import (
     EFFECTS,
     Base,
     Order,
-    _clean_effects,
     async_committed_items,
-    backend,
     committed_items,
-    engine,
     fix_pysqlite_transactions,
     record,
     record_visible,
-    session,
 )
+
+# The fixtures of the base module, shared (pytest finds them by these names).
+_clean_effects = base._clean_effects
+backend = base.backend
+engine = base.engine
+session = base.session
 
 # "conservative_savepoint" in SQLAlchemy 2.0, renamed "conditional_savepoint" in 2.1: the default.
 DEFAULT_JOIN_MODE = inspect.signature(Session.__init__).parameters["join_transaction_mode"].default
@@ -61,7 +64,9 @@ def test_script_that_commits_then_reads_an_attribute(engine: Engine) -> None:
     assert EFFECTS == [("tea", True)]
 
 
-def test_refresh_after_commit_then_rollback_keeps_the_committed_intent(engine: Engine, session: Session) -> None:
+def test_refresh_after_commit_then_rollback_keeps_the_committed_intent(
+    engine: Engine, session: Session
+) -> None:
     with airlock.scope(_cls=SQLAlchemyScope, session=session):
         order = Order(item="tea")
         session.add(order)
@@ -73,7 +78,9 @@ def test_refresh_after_commit_then_rollback_keeps_the_committed_intent(engine: E
     assert EFFECTS == [("tea", True)]
 
 
-def test_scope_ending_inside_a_later_transaction_does_not_wait_for_it(engine: Engine, session: Session) -> None:
+def test_scope_ending_inside_a_later_transaction_does_not_wait_for_it(
+    engine: Engine, session: Session
+) -> None:
     with airlock.scope(_cls=SQLAlchemyScope, session=session):
         with session.begin():
             session.add(Order(item="tea"))
@@ -108,7 +115,9 @@ def test_intent_in_an_explicit_transaction_before_any_statement_that_rolls_back(
     assert EFFECTS == []
 
 
-def test_intents_from_two_transactions_in_one_scope_follow_their_own(engine: Engine, session: Session) -> None:
+def test_intents_from_two_transactions_in_one_scope_follow_their_own(
+    engine: Engine, session: Session
+) -> None:
     with airlock.scope(_cls=SQLAlchemyScope, session=session):
         with session.begin():
             session.add(Order(item="kept"))

@@ -264,6 +264,7 @@ class _SessionTracker:
         else:
             tie.commit()
 
+
 _TRACKER_KEY = "airlock.tracker"
 
 

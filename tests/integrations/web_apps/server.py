@@ -30,7 +30,18 @@ def command(server: str, target: str, port: int) -> list[str]:
     """The command line a user would run, for ``server`` serving ``target`` (module:app)."""
     python = sys.executable
     if server == "uvicorn":
-        return [python, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        return [
+            python,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     if server == "granian":
         return [python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--no-ws", "--log-level", "warning", target]  # fmt: skip
