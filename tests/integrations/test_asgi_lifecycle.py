@@ -108,9 +108,10 @@ def test_final_trailers_complete_a_response_that_announced_them() -> None:
         airlock.enqueue(sync_effect, "view")
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"done", "more_body": False})
-        assert EFFECTS == []  # the body is over, but the trailers are still to come
+        assert airlock.get_current_scope().origin == "GET /t"  # type: ignore[union-attr]
+        # the body is over, but the trailers are still to come: still the request's scope
         await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
-        assert tags() == ["view"]
+        assert airlock.get_current_scope().origin == "GET /t (background)"  # type: ignore[union-attr]
 
     run(drive(AirlockMiddleware(trailers_app, _cls=RecordingScope), "/t"))
     assert request_outcomes() == [("GET /t", "flushed")]
@@ -121,10 +122,34 @@ def test_effects_of_the_view_run_before_its_background_work() -> None:
         airlock.enqueue(sync_effect, "view")
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
-        assert tags() == ["view"]  # dispatched as soon as the response completed
+        airlock.enqueue(sync_effect, "after")
+        assert EFFECTS == []  # both are dispatched once the app has returned
 
     run(drive(AirlockMiddleware(app_with_work_after, _cls=RecordingScope), "/v"))
+    assert tags() == ["view", "after"]  # FIFO across the two scopes
     assert request_outcomes() == [("GET /v", "flushed")]
+    assert background_outcomes() == [("GET /v (background)", "flushed")]
+
+
+def test_enqueue_from_a_task_started_before_the_response_completed_lands_in_the_request_scope() -> None:
+    """Starlette's BaseHTTPMiddleware inside AirlockMiddleware runs the app (and its background
+    work) in a task of its own: that work joins the request's scope, never an ended one."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def endpoint(request: Request) -> Response:
+        airlock.enqueue(sync_effect, "view")
+        return PlainTextResponse("ok", background=BackgroundTask(background_enqueue, "bg"))
+
+    async def passthrough(request: Request, call_next: Any) -> Response:
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    app = Starlette(routes=[Route("/m", endpoint)])
+    app.add_middleware(BaseHTTPMiddleware, dispatch=passthrough)  # inner
+    app.add_middleware(AirlockMiddleware, _cls=RecordingScope)  # outer
+    (response,) = run(get(app, "/m"))
+    assert response.status_code == 200
+    assert sorted(tags()) == ["bg", "view"]
+    assert request_outcomes() == [("GET /m", "flushed")]
 
 
 def test_status_of_a_pathsend_response_decides() -> None:

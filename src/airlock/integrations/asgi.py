@@ -7,17 +7,20 @@ decides from what the app actually sent:
 
 * the response completes with its final body message (``more_body`` false),
   ``http.response.pathsend``, a final ``http.response.zerocopysend``, or its
-  final trailers when it announced some. At that moment the request scope is
-  decided: flushed if the status is below 400 (or ``should_flush(scope,
-  status)`` says so), discarded otherwise;
-* it is discarded when the app raised before completing the response, when
+  final trailers when it announced some. Effects enqueued before that are
+  decided by the response: flushed if the status is below 400 (or
+  ``should_flush(scope, status)`` says so), discarded otherwise;
+* they are discarded when the app raised before completing the response, when
   the response was produced while an exception was being handled (an
   exception handler turned a raising view into a response: see
   docs/integrations/raised-views.md), and when the client disconnected first;
 * work the app does after the response completed (Starlette/FastAPI
-  background tasks) runs in a scope of its own, flushed when the app returns
-  normally and discarded if it raises: a failing background task never
-  discards the view's effects.
+  background tasks) runs in a scope of its own, nested in the request's but
+  dispatching its own intents: flushed when the app returns normally,
+  discarded if it raises. A failing background task never discards the
+  view's effects.
+
+Both are dispatched once the app has returned, the view's first.
 
 Lifespan and websocket connections pass through untouched.
 
@@ -100,8 +103,8 @@ class _Request:
     """One HTTP request: what the app sent, and the scopes deciding its effects."""
 
     __slots__ = (
-        "asgi_scope", "background", "completed", "disconnected", "exited", "failure",
-        "marker", "middleware", "origin", "raised", "scope", "status", "trailers",
+        "asgi_scope", "background", "completed", "disconnected", "marker",
+        "middleware", "origin", "raised", "scope", "status", "trailers",
     )  # fmt: skip
 
     def __init__(
@@ -117,8 +120,6 @@ class _Request:
         self.completed = False
         self.disconnected = False
         self.raised = False  # the response was produced while an exception was being handled
-        self.exited = False  # the request scope was exited, its decision still to make
-        self.failure: Exception | None = None  # raised while deciding at completion; re-raised at the end
         self.marker = _IN_REQUEST.set(None)
 
     def _in_own_context(self) -> bool:
@@ -130,23 +131,27 @@ class _Request:
         self.marker = _IN_REQUEST.set(None)
         return True
 
-    async def switch_to_background(self) -> bool:
-        """Exit the request scope and enter the one for the work after the response.
+    async def open_background(self) -> None:
+        """Enter the scope for the work after the response, nested in the request's.
 
-        Only from the middleware's own context (the one the app's code after
-        the response runs in) with the request scope innermost; otherwise (a
-        ``send`` from a task the app started, a scope the app left open) the
-        request is decided as a whole when the app returns.
+        It dispatches its own intents (``dispatches_own_intents``): its
+        outcome, not the response's, decides them, and the request scope's
+        policy still judges them. Only from the middleware's own context (the
+        one the app's code after the response runs in) with the request scope
+        innermost; otherwise (a ``send`` from a task the app started, a scope
+        the app left open) the work after the response joins the request's
+        scope. The request scope stays active either way, so code in any
+        context that still sees it can enqueue until the app returns.
         """
         if self.background is not None or not self._in_own_context():
-            return False
+            return
         if airlock.get_current_scope() is not self.scope:
-            return False
-        self.scope.exit()
-        self.exited = True
-        self.background = self.middleware._new_scope(f"{self.origin} (background)")
-        await self.background.aenter()  # never suspends: safe in a cancelled task
-        return True
+            return
+        background = self.middleware._new_scope(f"{self.origin} (background)")
+        # An instance setting over the class default, like the core's own per-scope state.
+        background.dispatches_own_intents = True  # type: ignore[misc]
+        await background.aenter()  # never suspends: safe in a task being cancelled
+        self.background = background
 
     def flushes(self) -> bool:
         """The middleware's rule for the request's own effects."""
@@ -157,38 +162,32 @@ class _Request:
             return self.status < 400
         return bool(should_flush(self.asgi_scope, self.status))
 
-    async def decide(self) -> None:
-        """Flush or discard the (exited) request scope by the response."""
-        self.exited = False
-        scope = self.scope
-        try:
-            flush = self.flushes() and scope.should_flush(None)
-        except BaseException:
-            scope.discard()  # a rule raised: nothing may escape
-            raise
-        if flush:
-            await scope.aflush()
-        else:
-            scope.discard()
-
     async def end(self, error: BaseException | None) -> None:
-        """The app returned (``error`` is None) or raised."""
-        if self.exited:
-            await self.decide()  # switched in a cancelled task: decided now, by the response alone
-        if self.background is not None:
-            await self.background.aend(error)
-            return
-        if self.completed and error is not None:
-            # The app failed after the response completed, without a scope of
-            # its own for that work: the view's effects are still decided by
-            # the response, never by what failed after it.
-            error = None
+        """The app returned (``error`` is None) or raised: decide both scopes.
+
+        The background scope is innermost, so it exits first, but it is decided
+        after the request scope: the view's effects go out first (FIFO across
+        the request), then those of the work after the response.
+        """
+        background = self.background
+        if background is not None:
+            background.exit()
         try:
-            flush = error is None and self.flushes()
-        except BaseException:
-            await self.scope.aend(None, flush=False)
-            raise
-        await self.scope.aend(error, flush=flush)
+            # Once the response completed, only the response decides the view's effects.
+            request_error = None if self.completed else error
+            try:
+                flush = request_error is None and self.flushes()
+            except BaseException:
+                await self.scope.aend(None, flush=False)  # should_flush raised: nothing may escape
+                raise
+            await self.scope.aend(request_error, flush=flush)
+        finally:
+            if background is not None:
+                # The decision half of Scope.aend(): after the response, the error is its own.
+                if background._decide(error, True):
+                    await background.aflush()
+                else:
+                    background.discard()
 
 
 class AirlockMiddleware:
@@ -251,8 +250,8 @@ class AirlockMiddleware:
                 if request.completed and request.background is None:
                     # The response completed in a task the app started (Starlette
                     # streams that way under ASGI < 2.4) and this task is back:
-                    # give the work after the response its own scope here.
-                    await request.switch_to_background()
+                    # open the scope for the work after the response here.
+                    await request.open_background()
             if message["type"] == "http.disconnect" and not request.completed:
                 request.disconnected = True
             return message
@@ -268,11 +267,7 @@ class AirlockMiddleware:
                 request.completed = True
                 if _handling_exception():
                     request.raised = True
-                if await request.switch_to_background():
-                    try:
-                        await request.decide()  # the view's effects, right after the response
-                    except Exception as exc:  # re-raised once the app has returned
-                        request.failure = exc
+                await request.open_background()
 
         await request.scope.aenter()
         try:
@@ -284,5 +279,3 @@ class AirlockMiddleware:
             await request.end(exc)
             raise
         await request.end(None)
-        if request.failure is not None:
-            raise request.failure
