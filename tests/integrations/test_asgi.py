@@ -420,7 +420,7 @@ def test_sync_endpoint_in_the_threadpool_enqueues_into_the_request_scope(app: An
     assert tags().count("t") == 1
 
 
-def test_starlette_background_task_enqueues_into_the_request_scope() -> None:
+def test_starlette_background_task_enqueues_into_its_own_scope() -> None:
     from starlette.background import BackgroundTask
 
     def after_response(tag: str) -> None:
@@ -435,6 +435,7 @@ def test_starlette_background_task_enqueues_into_the_request_scope() -> None:
     assert response.text == "done"
     assert [(tag, kind) for tag, kind, _ in EFFECTS] == [("bg", "final-sent=True")]
     assert request_outcomes() == [("GET /bg", "flushed")]
+    assert ("GET /bg (background)", "flushed") in OUTCOMES
 
 
 def test_handlers_see_the_scope_in_asgi_scope_and_state(app: Any) -> None:
