@@ -26,15 +26,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-<<<<<<< HEAD
-from huey.utils import normalize_time
-=======
 from .._extras import requires
 
 with requires("huey"):
-    from huey.api import TaskWrapper
     from huey.utils import normalize_time
->>>>>>> tooling
 
 from ..._intent import Intent
 from ._checks import check_option_type, check_options_serializable, check_serializable
