@@ -59,7 +59,7 @@ from airlock._intent import Intent
 from airlock._policies import PolicyProtocol
 from airlock._scope import Scope
 
-__all__ = ["AsyncSQLAlchemyScope", "SQLAlchemyScope"]
+__all__ = ["AsyncSQLAlchemyScope", "SQLAlchemyScope", "transaction_check"]
 
 logger = logging.getLogger("airlock")
 
