@@ -398,3 +398,26 @@ def test_a_session_dropped_with_waiting_intents_is_collected_and_says_so(
     assert gone() is None  # nothing airlock keeps holds the session alive
     assert "1 intent(s) were waiting for a transaction of a session that is gone" in caplog.text
     assert EFFECTS == []
+
+
+def test_intent_made_in_two_sessions_transactions_waits_for_both(engine: Engine) -> None:
+    with Session(engine) as orders, Session(engine) as audit:
+        orders.begin()
+        audit.begin()
+        with airlock.scope(_cls=SQLAlchemyScope, session=audit):
+            with airlock.scope(_cls=SQLAlchemyScope, session=orders):
+                orders.add(Order(item="tea"))
+                airlock.enqueue(record_visible, engine, "tea")
+        orders.commit()
+        assert EFFECTS == []  # its audit transaction is still open
+        audit.commit()
+        assert EFFECTS == [("tea", True)]
+
+        orders.begin()
+        audit.begin()
+        with airlock.scope(_cls=SQLAlchemyScope, session=audit):
+            with airlock.scope(_cls=SQLAlchemyScope, session=orders):
+                airlock.enqueue(record, "gone")
+        audit.commit()
+        orders.rollback()  # one of its transactions rolled back: never sent
+        assert EFFECTS == [("tea", True)]
