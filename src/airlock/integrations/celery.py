@@ -4,36 +4,45 @@
   on its tasks warn and become ``airlock.enqueue`` (options become dispatch
   options). Outside a scope they raise :class:`airlock.NoScopeError`.
 * :func:`install_global_intercept` - every task's ``.delay()``/``.apply_async()``
-  is buffered inside a scope and passes through outside one (both warn), and,
-  optionally, every task run gets its own scope.
+  (and every ``group``/``chain``/``chord``) is buffered inside a scope and
+  passes through outside one (both warn), and, optionally, every task run gets
+  its own scope.
 
-Dispatch itself goes through :func:`airlock.integrations.executors.celery.celery_executor`,
-which these helpers never intercept again.
+A call buffered inside a scope returns the ``AsyncResult`` of the task id the
+message will carry when the scope flushes. Dispatch itself goes through
+:func:`airlock.integrations.executors.celery.celery_executor`, which these
+helpers never intercept again; neither are Celery's own sends (a retry, a
+replacement, a chain's next step, a link callback).
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 import warnings
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 import celery
+from celery import signals
 from celery.app.task import Task as _BaseTask
+from celery.canvas import _chain, _chord, group
+from celery.exceptions import Ignore
+from celery.utils import uuid
 
 import airlock
 
-from .executors.celery import bypass_intercept, intercept_bypassed
+from .executors.celery import LIVE_OPTIONS, _bypass, bypass_intercept, intercept_bypassed
 
 __all__ = ["LegacyTaskShim", "install_global_intercept", "uninstall_global_intercept"]
 
 # Set while a ``.delay()`` call is forwarded to ``apply_async``, so that one
 # call site warns once, at its own line.
 _in_delay: ContextVar[bool] = ContextVar("airlock_celery_in_delay", default=False)
-
-_MIGRATE_HINT = "use airlock.enqueue(task, ...) instead"
-
+# Set by ``self.replace(sig)``: the run handed its work on (Celery then raises
+# ``Ignore``), which is a success for the run's own intents.
+_replaced: ContextVar[bool] = ContextVar("airlock_celery_replaced", default=False)
 
 _OUTCOMES = {
     "buffered": "buffered in the active airlock scope",
@@ -42,20 +51,30 @@ _OUTCOMES = {
 }
 
 
-def _warn(task: Any, method: str, outcome: str, stacklevel: int) -> None:
+def _warn(name: Any, method: str, outcome: str, stacklevel: int) -> None:
     warnings.warn(
-        f"{task.name}.{method}() is deprecated under airlock ({_OUTCOMES[outcome]}); {_MIGRATE_HINT}",
+        f"Direct call to {name}.{method}() ({_OUTCOMES[outcome]}); use airlock.enqueue(task, ...) instead",
         DeprecationWarning,
         stacklevel=stacklevel + 1,
     )
 
 
-def _shim_outcome() -> str:
-    return "buffered" if airlock.get_current_scope() is not None else "refused"
+def _sendable(options: dict[str, Any]) -> dict[str, Any]:
+    # A producer or connection handed to apply_async is the caller's means of
+    # sending now; it is released before the scope flushes. The executor's
+    # apply_async acquires its own.
+    for name in LIVE_OPTIONS & options.keys():
+        del options[name]
+    return options
 
 
-def _buffer(task: Any, args: Any, kwargs: Any, options: dict[str, Any]) -> airlock.Intent:
-    return airlock.enqueue(task, *(args or ()), _dispatch_options=options or None, **(kwargs or {}))
+def _buffer(task: Any, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
+    """Enqueue the call in the active scope; return the result of the id it will be sent with."""
+    options = _sendable(options)
+    task_id = options.get("task_id") or uuid()
+    options["task_id"] = task_id
+    airlock.enqueue(task, *(args or ()), _dispatch_options=options, **(kwargs or {}))
+    return task.AsyncResult(task_id)
 
 
 def _collect_options(
@@ -74,14 +93,19 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
 
     ``@app.task(base=LegacyTaskShim)``: existing call sites keep working but
     warn (``DeprecationWarning`` at the caller's line) and are buffered in the
-    active scope, so they escape only when the unit of work succeeds. Outside a
-    scope they raise :class:`airlock.NoScopeError` (nothing is sent).
+    active scope, so they escape only when the unit of work succeeds; the call
+    returns the ``AsyncResult`` of the id the task will be sent with. Outside
+    a scope they raise :class:`airlock.NoScopeError` (nothing is sent).
+
+    It subclasses whatever ``celery.Task`` is at import time, and Celery mixes
+    the app's own task class in (``app.Task``, e.g. Django's with
+    ``delay_on_commit``), so the app's features stay available.
     """
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs)
-        _warn(self, "delay", _shim_outcome(), stacklevel=2)
+        _warn(self.name, "delay", _shim_outcome(), stacklevel=2)
         return _buffer(self, args, kwargs, {})
 
     def apply_async(
@@ -97,7 +121,7 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
     ) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
-        _warn(self, "apply_async", _shim_outcome(), stacklevel=2)
+        _warn(self.name, "apply_async", _shim_outcome(), stacklevel=2)
         return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
@@ -106,30 +130,62 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
         with bypass_intercept():
             return super().retry(*args, **kwargs)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # The body's own calls are intercepted, even when airlock's dispatch
+        # ran it eagerly (task_always_eager) inside its bypass.
+        with bypass_intercept(False):
+            return super().__call__(*args, **kwargs)
+
+
+def _shim_outcome() -> str:
+    return "buffered" if airlock.get_current_scope() is not None else "refused"
+
+
+# -- Celery's own sends around a task body ------------------------------------
+# After the body returns, Celery's tracer sends the run's link callbacks and
+# the chain's next step. Those are Celery's machinery, not the body's side
+# effects: they pass straight through (never buffered, never refused, no
+# warning). The tracer sends task_prerun before the body and task_postrun
+# after everything, in the same context.
+
+_tracer_tokens: ContextVar[tuple[Token[bool], ...]] = ContextVar("airlock_celery_tracer_tokens", default=())
+
+
+def _on_prerun(**_: Any) -> None:
+    _tracer_tokens.set((*_tracer_tokens.get(), _bypass.set(True)))
+
+
+def _on_postrun(**_: Any) -> None:
+    tokens = _tracer_tokens.get()
+    if not tokens:
+        return
+    _tracer_tokens.set(tokens[:-1])
+    try:
+        _bypass.reset(tokens[-1])
+    except ValueError:  # set in another context: leave interception on
+        _bypass.set(False)
+
+
+signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="airlock.celery.prerun")
+signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="airlock.celery.postrun")
+
 
 # -- the global intercept ----------------------------------------------------
 
 _lock = threading.Lock()
-_installed: dict[str, Any] = {}  # method name -> original function on celery's Task
-_apps: set[Any] = set()  # apps intercepted (when not all)
-_all_apps = False
-_wrap_apps: set[Any] = set()
-_wrap_all = False
+_installed: dict[tuple[type, str], Any] = {}  # (class, method name) -> Celery's own function
+_state = {"wrap": False}
 
 
-def _intercepts(task: Any) -> bool:
-    return _all_apps or task._get_app() in _apps
-
-
-def _wraps(task: Any) -> bool:
-    return _wrap_all or task._get_app() in _wrap_apps
+def _original(cls: type, name: str) -> Callable[..., Any]:
+    return _installed[(cls, name)]  # type: ignore[no-any-return]
 
 
 def _intercepted_delay(self: Any, *args: Any, **kwargs: Any) -> Any:
-    if intercept_bypassed() or not _intercepts(self):
-        return _installed["delay"](self, *args, **kwargs)
+    if intercept_bypassed():
+        return _original(_BaseTask, "delay")(self, *args, **kwargs)
     buffered = airlock.get_current_scope() is not None
-    _warn(self, "delay", "buffered" if buffered else "sent", stacklevel=2)
+    _warn(self.name, "delay", "buffered" if buffered else "sent", stacklevel=2)
     if buffered:
         return _buffer(self, args, kwargs, {})
     # Forward to apply_async (a subclass may override it) without a second warning.
@@ -151,13 +207,13 @@ def _intercepted_apply_async(
     shadow: Any = None,
     **options: Any,
 ) -> Any:
-    original = _installed["apply_async"]
-    if intercept_bypassed() or _in_delay.get() or not _intercepts(self):
+    original = _original(_BaseTask, "apply_async")
+    if intercept_bypassed() or _in_delay.get():
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
     if airlock.get_current_scope() is None:
-        _warn(self, "apply_async", "sent", stacklevel=2)
+        _warn(self.name, "apply_async", "sent", stacklevel=2)
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
-    _warn(self, "apply_async", "buffered", stacklevel=2)
+    _warn(self.name, "apply_async", "buffered", stacklevel=2)
     return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
 
@@ -165,68 +221,161 @@ def _intercepted_retry(self: Any, *args: Any, **kwargs: Any) -> Any:
     # The retry message is Celery's own business: send it, never buffer it in
     # the scope of the run that is failing (that scope is discarded).
     with bypass_intercept():
-        return _installed["retry"](self, *args, **kwargs)
+        return _original(_BaseTask, "retry")(self, *args, **kwargs)
+
+
+def _intercepted_replace(self: Any, sig: Any) -> Any:
+    # The replacement carries on the run's work (it inherits the task id):
+    # Celery sends it now, and the run counts as a success for its intents.
+    _replaced.set(True)
+    with bypass_intercept():
+        return _original(_BaseTask, "replace")(self, sig)
 
 
 def _scoped_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     # Celery's tracer calls ``task.__call__`` (not just ``run``) when it sees
     # it replaced from outside celery.app.task (``task_has_custom``), so the
-    # scope wraps exactly the task body: links and errbacks run outside it.
-    original: Callable[..., Any] = _installed["__call__"]
-    if not _wraps(self):
-        return original(self, *args, **kwargs)
-    with airlock.scope(origin=self.name):
-        return original(self, *args, **kwargs)
+    # scope wraps exactly the task body: links and chain steps run outside it.
+    original: Callable[..., Any] = _original(_BaseTask, "__call__")
+    with bypass_intercept(False):  # the body's own calls are intercepted, even run eagerly by airlock
+        if not _state["wrap"]:
+            return original(self, *args, **kwargs)
+        replaced = _replaced.set(False)
+        try:
+            return _run_in_scope(self, original, args, kwargs)
+        finally:
+            _replaced.reset(replaced)
 
 
-_REPLACEMENTS: dict[str, Callable[..., Any]] = {
-    "delay": _intercepted_delay,
-    "apply_async": _intercepted_apply_async,
-    "retry": _intercepted_retry,
-    "__call__": _scoped_call,
-}
+def _run_in_scope(task: Any, original: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    scope = _build_scope(task.name)
+    scope.enter()
+    try:
+        result = original(task, *args, **kwargs)
+    except BaseException as exc:
+        handed_on = isinstance(exc, Ignore) and _replaced.get()
+        scope.end(None if handed_on else exc)
+        raise
+    scope.end(None)
+    return result
+
+
+def _keep_wrapper_on_top(**_: Any) -> None:
+    # A worker process replaces ``Task.__call__`` with its own
+    # ``__protected_call__`` (celery.app.trace.setup_worker_optimizations),
+    # which runs the task body directly: a wrapper installed earlier would be
+    # skipped in every real worker. The worker announces it has done so
+    # (celeryd_init in the main process, worker_process_init in each pool
+    # process): put the wrapper back on top of whatever is there now.
+    with _lock:
+        key = (_BaseTask, "__call__")
+        current = _BaseTask.__dict__["__call__"]
+        if key in _installed and current is not _scoped_call:
+            _installed[key] = current
+            _BaseTask.__call__ = _scoped_call
+
+
+for _signal in (signals.celeryd_init, signals.worker_init, signals.worker_process_init):
+    _signal.connect(_keep_wrapper_on_top, weak=False, dispatch_uid="airlock.celery.keep_wrapper_on_top")
+
+
+def _build_scope(origin: str) -> airlock.Scope:
+    """The configured scope class, built with keyword arguments only (SPEC 5.3).
+
+    TEMPORARY until the core's scope builder is merged.
+    """
+    config = airlock.get_configuration()
+    cls = config["scope_cls"]
+    kwargs: dict[str, Any] = dict(config["scope_kwargs"])
+    params = inspect.signature(cls).parameters.values()
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    names = {p.name for p in params}
+    for name, value in (("executor", config["executor"]), ("origin", origin)):
+        if name not in kwargs and (takes_any or name in names):
+            kwargs[name] = value
+    scope = cls(**kwargs)
+    if scope.origin is None:
+        scope._origin = origin
+    return scope
+
+
+def _canvas_apply_async(cls: type) -> Callable[..., Any]:
+    original = cls.__dict__["apply_async"]
+    signature = inspect.signature(original)
+
+    def apply_async(self: Any, *args: Any, **options: Any) -> Any:
+        if intercept_bypassed():
+            return original(self, *args, **options)
+        if airlock.get_current_scope() is None:
+            _warn(self.name, "apply_async", "sent", stacklevel=2)
+            return original(self, *args, **options)
+        _warn(self.name, "apply_async", "buffered", stacklevel=2)
+        bound = signature.bind(self, *args, **options).arguments
+        bound.pop("self")
+        options = {**bound.pop("options", {}), **{k: v for k, v in bound.items() if v is not None}}
+        partial_args = options.pop("args", None) or ()
+        partial_kwargs = options.pop("kwargs", None) or {}
+        # The whole canvas is one intent: at flush the executor calls this
+        # very apply_async (bypassed), which sends every member.
+        airlock.enqueue(self, *partial_args, _dispatch_options=_sendable(options) or None, **partial_kwargs)
+        return self.freeze()
+
+    apply_async.__qualname__ = f"{cls.__name__}.apply_async"
+    apply_async.__doc__ = original.__doc__
+    return apply_async
+
+
+_CANVAS = (group, _chain, _chord)
 
 
 def install_global_intercept(app: celery.Celery | None = None, *, wrap_task_execution: bool = True) -> None:
     """Make every ``.delay()``/``.apply_async()`` airlock-aware (a migration aid).
 
     Inside an active scope the call is buffered as an intent (its options
-    become dispatch options); outside it is sent as before. Both warn with a
-    ``DeprecationWarning`` at the calling line, so the warnings list the call
-    sites left to migrate. ``app=None`` covers every Celery app; otherwise only
-    tasks of ``app``.
+    become dispatch options) and returns the ``AsyncResult`` of the task id the
+    message will carry; ``group``/``chain``/``chord`` are buffered whole, as
+    one intent. Outside a scope the call is sent as before. Both warn with a
+    ``DeprecationWarning`` ("Direct call to <task>.delay()") at the calling
+    line, so the warnings list the call sites left to migrate.
+
+    ``app`` is accepted for compatibility with airlock-py 0.1, which
+    documented it as unused: every Celery app's tasks are intercepted.
 
     With ``wrap_task_execution`` every task run gets its own scope (origin:
     the task name): its intents flush when the task returns, and are
     discarded when it raises or calls ``self.retry()``. Install before the
-    worker starts (Celery builds its task tracers at start-up).
+    worker starts (Celery builds its task tracers at start-up), e.g. in the
+    module that creates the app.
 
-    Installing again is harmless; :func:`uninstall_global_intercept` undoes it.
+    Installing twice raises ``RuntimeError``; :func:`uninstall_global_intercept`
+    undoes it.
     """
-    global _all_apps, _wrap_all
+    if app is not None and not isinstance(app, celery.Celery):
+        raise TypeError(f"install_global_intercept(app) needs a Celery app or None, got {app!r}")
     with _lock:
-        if app is None:
-            _all_apps = True
-        else:
-            _apps.add(app)
-        if wrap_task_execution:
-            if app is None:
-                _wrap_all = True
-            else:
-                _wrap_apps.add(app)
-        if not _installed:
-            for name, replacement in _REPLACEMENTS.items():
-                _installed[name] = _BaseTask.__dict__[name]
-                setattr(_BaseTask, name, replacement)
+        if _installed:
+            raise RuntimeError(
+                "install_global_intercept() was already called in this process; "
+                "call uninstall_global_intercept() first to install it again"
+            )
+        replacements: list[tuple[type, str, Callable[..., Any]]] = [
+            (_BaseTask, "delay", _intercepted_delay),
+            (_BaseTask, "apply_async", _intercepted_apply_async),
+            (_BaseTask, "retry", _intercepted_retry),
+            (_BaseTask, "replace", _intercepted_replace),
+            (_BaseTask, "__call__", _scoped_call),
+        ]
+        replacements += [(cls, "apply_async", _canvas_apply_async(cls)) for cls in _CANVAS]
+        for cls, name, replacement in replacements:
+            _installed[(cls, name)] = cls.__dict__[name]
+            setattr(cls, name, replacement)
+        _state["wrap"] = wrap_task_execution
 
 
 def uninstall_global_intercept() -> None:
-    """Restore Celery's own methods and forget every installed app (for tests)."""
-    global _all_apps, _wrap_all
+    """Restore Celery's own methods (for tests); a later install starts afresh."""
     with _lock:
-        for name, original in _installed.items():
-            setattr(_BaseTask, name, original)
+        for (cls, name), original in _installed.items():
+            setattr(cls, name, original)
         _installed.clear()
-        _apps.clear()
-        _wrap_apps.clear()
-        _all_apps = _wrap_all = False
+        _state["wrap"] = False
