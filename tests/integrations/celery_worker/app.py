@@ -41,6 +41,9 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     result_expires=300,
+    # RabbitMQ: the worker's event loop wakes up for due timers (a retry's
+    # ETA, a shutdown request) on the connection heartbeat's tick.
+    broker_heartbeat=2,
 )
 results = redis.Redis.from_url(RESULTS_URL)
 
