@@ -88,7 +88,28 @@ def _collect_options(
     return options
 
 
-class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
+class _WithAppTask(type):
+    """Metaclass of :class:`LegacyTaskShim`: keeps the app's own task class in the bases.
+
+    ``@app.task(base=LegacyTaskShim)`` makes Celery build the task class on
+    ``LegacyTaskShim`` alone, instead of on ``app.Task`` (the app's
+    ``task_cls``: Django's ``DjangoTask`` with ``delay_on_commit`` under the
+    Django fixup, or a project's own base). Celery passes the app in the
+    class namespace; the app's task class is added after the shim, so the
+    shim's ``delay``/``apply_async`` win and everything else the app's class
+    offers stays.
+    """
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> Any:
+        app = namespace.get("app")
+        if isinstance(app, celery.Celery):
+            app_task = app.Task
+            if not any(issubclass(base, app_task) for base in bases):
+                bases = (*bases, app_task)
+        return super().__new__(mcls, name, bases, namespace, **kwargs)
+
+
+class LegacyTaskShim(_BaseTask, metaclass=_WithAppTask):  # type: ignore[misc]
     """Task base class routing ``.delay()``/``.apply_async()`` into ``airlock.enqueue``.
 
     ``@app.task(base=LegacyTaskShim)``: existing call sites keep working but
@@ -97,9 +118,10 @@ class LegacyTaskShim(_BaseTask):  # type: ignore[misc]
     returns the ``AsyncResult`` of the id the task will be sent with. Outside
     a scope they raise :class:`airlock.NoScopeError` (nothing is sent).
 
-    It subclasses whatever ``celery.Task`` is at import time, and Celery mixes
-    the app's own task class in (``app.Task``, e.g. Django's with
-    ``delay_on_commit``), so the app's features stay available.
+    A task built on it also inherits the app's own task class (``app.Task``:
+    Django's ``DjangoTask`` with ``delay_on_commit``, or a project's base), so
+    what that class offers stays available; ``delay_on_commit`` then calls the
+    shim's ``delay`` when the transaction commits.
     """
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:

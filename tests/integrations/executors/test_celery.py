@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from unittest import mock
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -14,13 +15,12 @@ from celery import Celery
 
 import airlock
 from airlock.integrations.executors.celery import celery_executor
-from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
-from integrations.redis_dbs import flushed_redis
+from integrations.celery_env import CeleryEnv, celery_env_on, results_redis
 
 
-@pytest.fixture
-def results_redis() -> Iterator[redis.Redis]:
-    yield from flushed_redis(CELERY_DB)
+@pytest.fixture(name="results_redis")
+def _results_redis() -> Iterator[redis.Redis]:
+    yield from results_redis()
 
 
 @pytest.fixture(params=["redis", "amqp"])
@@ -146,11 +146,33 @@ def test_pickle_serializer_accepts_what_json_refuses(offline_app: Celery) -> Non
     assert [intent.args for intent in scope.discard()] == [({1, 2},)]
 
 
-def test_unknown_dispatch_option_fails_at_enqueue(offline_app: Celery) -> None:
+def test_any_option_name_passes_and_reaches_apply_async_untouched(offline_app: Celery) -> None:
+    notify = offline_app.tasks["airlock_exec.notify"]
+    options = {"max_retries": 0, "priority": 5, "headers": {"tenant": "a"}, "countdwon": 5}
+    with mock.patch.object(type(notify), "apply_async") as apply_async:
+        with airlock.scope(executor=celery_executor):
+            airlock.enqueue(notify, 1, _dispatch_options=options)
+    apply_async.assert_called_once_with(args=(1,), kwargs={}, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"countdown": "soon"}, r"'countdown' must be int or float, got str"),
+        ({"priority": 1.5}, r"'priority' must be int, got float"),
+        ({"headers": ["a"]}, r"'headers' must be Mapping, got list"),
+        ({"producer": object()}, r"'producer': it holds a live broker connection"),
+        ({"tenant": object()}, r"'tenant' travels to the broker as a message property"),
+    ],
+    ids=["countdown-str", "priority-float", "headers-list", "producer", "unencodable-property"],
+)
+def test_option_values_celery_would_reject_fail_at_enqueue(
+    offline_app: Celery, options: dict[str, Any], message: str
+) -> None:
     notify = offline_app.tasks["airlock_exec.notify"]
     with airlock.scope(executor=celery_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown Celery dispatch option 'countdwon' for task notify.*'countdown'"):
-            airlock.enqueue(notify, 1, _dispatch_options={"countdwon": 5})
+        with pytest.raises(TypeError, match=r"cannot enqueue notify.*" + message):
+            airlock.enqueue(notify, 1, _dispatch_options=options)
         assert scope.intents == []
 
 
@@ -166,7 +188,13 @@ def test_plain_callable_is_called_in_process() -> None:
     assert calls == [7]
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    # As airlock-py 0.1 documented: options only mean something to a broker.
+    calls: list[int] = []
+
+    def remember(value: int) -> None:
+        calls.append(value)
+
     with airlock.scope(executor=celery_executor):
-        with pytest.raises(TypeError, match=r"remember is a plain callable.*countdown"):
-            airlock.enqueue(print, 1, _name="remember", _dispatch_options={"countdown": 1})
+        airlock.enqueue(remember, 1, _dispatch_options={"countdown": 60})
+    assert calls == [1]
