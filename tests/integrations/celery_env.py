@@ -78,7 +78,7 @@ class CeleryEnv:
 
 
 @contextmanager
-def celery_env_on(broker_kind: str, results_redis: redis.Redis) -> Iterator[CeleryEnv]:
+def celery_env_on(broker_kind: str, results_redis: redis.Redis, task_cls: str | None = None) -> Iterator[CeleryEnv]:
     """A fresh app on ``broker_kind`` ("redis" or "amqp") with an ``airlock_exec.record`` task.
 
     ``record`` appends what it ran with to a Redis list the test reads back.
@@ -86,7 +86,7 @@ def celery_env_on(broker_kind: str, results_redis: redis.Redis) -> Iterator[Cele
     """
     broker = require_service("redis") if broker_kind == "redis" else require_service("amqp")
     prefix = f"airlock-exec-{uuid.uuid4().hex[:10]}"
-    app = Celery("airlock_exec_tests", broker=broker, set_as_current=False)
+    app = Celery("airlock_exec_tests", broker=broker, set_as_current=False, task_cls=task_cls)
     app.conf.update(
         task_default_queue=prefix,
         task_ignore_result=True,
