@@ -405,3 +405,21 @@ def test_task_wrapper_builds_the_configured_scope_class_by_keyword(
     ]
     if scope_cls is KwargsScope:
         assert KwargsScope.built_with == [["executor", "origin"]] * 2  # the parent run, the child run
+
+
+def test_a_run_whose_flush_fails_fails(eager_app: Celery, intercept: None) -> None:
+    def broken_executor(intent: airlock.Intent) -> None:
+        raise ConnectionError("broker gone")
+
+    airlock.configure(executor=broken_executor)
+    install_global_intercept()
+
+    @eager_app.task(name="airlock_eager.sends", shared=False)
+    def sends() -> str:
+        airlock.enqueue(print, "never printed")
+        return "body done"
+
+    result = sends.apply()
+    assert result.failed()
+    assert isinstance(result.result, airlock.DispatchError)
+    assert [type(exc) for _, exc in result.result.failures] == [ConnectionError]

@@ -126,12 +126,18 @@ def test_canvas_in_a_scope_is_buffered_then_sent_with_the_ids_it_returned(
 ) -> None:
     key = _key(request)
     record = intercepted
-    with airlock.scope():
+    with airlock.scope() as scope:
         grouped = group(record.s(f"{key}-group-{i}", tag="canvas") for i in range(2)).apply_async()
         chained = chain(record.si(f"{key}-chain-0", tag="canvas"), record.si(f"{key}-chain-1", tag="canvas")).delay()
         signed = record.s(f"{key}-signature", tag="canvas").apply_async(countdown=0)
+        header = [worker.client.signature("worker_app.value", args=(n,)) for n in (1, 2)]
+        chorded = chord(header, record.s(tag=f"{key}-chord")).apply_async()
+        assert len(scope.intents) == 4  # each canvas is one intent
         assert worker.queue_size() == 0  # nothing reached the broker yet
-    worker.wait_until(lambda: len(worker.values(key)) == 5, "every canvas member")
+    worker.wait_until(lambda: len(worker.values(key)) == 5, "every group, chain and signature member")
+    (body,) = worker.wait_until(lambda: [r for r in worker.records() if r["tag"] == f"{key}-chord"], "the chord body")
+    assert sorted(body["value"]) == [1, 2]
+    assert body["task_id"] == chorded.id
     ids = {r["value"]: r["task_id"] for r in worker.records() if str(r["value"]).startswith(key)}
     assert [ids[f"{key}-group-{i}"] for i in range(2)] == [child.id for child in grouped.results]
     assert ids[f"{key}-chain-1"] == chained.id
@@ -164,11 +170,15 @@ def test_intercepted_delay_returns_the_id_the_worker_sees(
         warnings.simplefilter("always")
         with airlock.scope() as scope:
             delayed = record.delay(f"{key}-delay")
-            applied = record.apply_async((f"{key}-apply",), {"tag": "apply"}, priority=5)
+            applied = record.apply_async(
+                (f"{key}-apply",), {"tag": "apply"}, priority=5, max_retries=0, headers={"tenant": "acme"}
+            )
             assert len(scope.intents) == 2
     assert any(f"Direct call to {record.name}.delay" in str(w.message) for w in caught)
     assert any(f"Direct call to {record.name}.apply_async" in str(w.message) for w in caught)
     worker.wait_until(lambda: len(worker.values(key)) == 2, "both tasks")
     seen = {r["value"]: r["task_id"] for r in worker.records() if str(r["value"]).startswith(key)}
     assert seen == {f"{key}-delay": delayed.id, f"{key}-apply": applied.id}
+    tenants = {r["value"]: r["tenant"] for r in worker.records() if str(r["value"]).startswith(key)}
+    assert tenants == {f"{key}-delay": None, f"{key}-apply": "acme"}  # options reached the broker untouched
     assert delayed.id != applied.id

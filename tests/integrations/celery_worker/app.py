@@ -67,7 +67,7 @@ def _report(key: str, **entry: Any) -> None:
 @app.task(name="worker_app.record", bind=True)
 def record(self: Any, value: Any, tag: str = "run") -> Any:
     """What the test looks for: the worker ran this message (with its task id)."""
-    _report(RESULTS_KEY, value=value, tag=tag, task_id=self.request.id)
+    _report(RESULTS_KEY, value=value, tag=tag, task_id=self.request.id, tenant=self.request.get("tenant"))
     return value
 
 
