@@ -103,6 +103,16 @@ def test_replace_hands_the_work_on(worker: Worker, request: pytest.FixtureReques
     assert sorted(worker.values(key)) == sorted([f"{key}-delay-0", f"{key}-enqueue-0", f"{key}-replacement"])
 
 
+def test_a_task_called_as_a_function_inside_a_run(worker: Worker, request: pytest.FixtureRequest) -> None:
+    key = _key(request)
+    worker.client.send_task("worker_app.direct", args=(key,), queue=worker.queue)
+    worker.wait_until(lambda: len(worker.values(key)) == 2, "the direct call and the enqueued task")
+    assert [r["value"] for r in worker.records() if r["tag"] == "direct" and r["value"].startswith(key)] == [
+        f"{key}-called-directly",  # ran in the parent's process, at the call
+        f"{key}-enqueued",  # sent when the parent's run flushed
+    ]
+
+
 def test_canvas_in_a_task_run_is_sent_whole_on_success_and_never_on_failure(
     worker: Worker, request: pytest.FixtureRequest
 ) -> None:

@@ -163,18 +163,23 @@ def _shim_outcome() -> str:
     return "buffered" if airlock.get_current_scope() is not None else "refused"
 
 
-# -- Celery's own sends around a task body ------------------------------------
-# After the body returns, Celery's tracer sends the run's link callbacks and
-# the chain's next step. Those are Celery's machinery, not the body's side
-# effects: they pass straight through (never buffered, never refused, no
-# warning). The tracer sends task_prerun before the body and task_postrun
-# after everything, in the same context.
+# -- Celery's tracer around a task body ---------------------------------------
+# The tracer sends task_prerun before the body and task_postrun after
+# everything, in the same context. Between the two, outside the body, it
+# sends the run's link callbacks and the chain's next step: Celery's
+# machinery, not the body's side effects, so they pass straight through
+# (never buffered, never refused, no warning). The body itself (our
+# ``__call__`` wrapper) turns interception back on.
 
-_tracer_tokens: ContextVar[tuple[Token[bool], ...]] = ContextVar("airlock_celery_tracer_tokens", default=())
+_tracer_tokens: ContextVar[tuple[tuple[Token[bool], Token[Any]], ...]] = ContextVar(
+    "airlock_celery_tracer_tokens", default=()
+)
+# The task the tracer is about to call: its ``__call__`` is the traced run.
+_traced: ContextVar[Any] = ContextVar("airlock_celery_traced", default=None)
 
 
-def _on_prerun(**_: Any) -> None:
-    _tracer_tokens.set((*_tracer_tokens.get(), _bypass.set(True)))
+def _on_prerun(sender: Any = None, **_: Any) -> None:
+    _tracer_tokens.set((*_tracer_tokens.get(), (_bypass.set(True), _traced.set(sender))))
 
 
 def _on_postrun(**_: Any) -> None:
@@ -182,10 +187,13 @@ def _on_postrun(**_: Any) -> None:
     if not tokens:
         return
     _tracer_tokens.set(tokens[:-1])
+    bypass_token, traced_token = tokens[-1]
     try:
-        _bypass.reset(tokens[-1])
+        _bypass.reset(bypass_token)
+        _traced.reset(traced_token)
     except ValueError:  # set in another context: leave interception on
         _bypass.set(False)
+        _traced.set(None)
 
 
 signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="airlock.celery.prerun")
@@ -258,22 +266,26 @@ def _scoped_call(self: Any, *args: Any, **kwargs: Any) -> Any:
     # Celery's tracer calls ``task.__call__`` (not just ``run``) when it sees
     # it replaced from outside celery.app.task (``task_has_custom``), so the
     # scope wraps exactly the task body: links and chain steps run outside it.
-    original: Callable[..., Any] = _original(_BaseTask, "__call__")
+    if _traced.get() is self:
+        _traced.set(None)  # the traced run: whatever Celery put under us runs it
+        below = _original(_BaseTask, "__call__")
+    else:
+        below = _plain_call  # a direct call, e.g. ``other_task(x)`` in a body
     with bypass_intercept(False):  # the body's own calls are intercepted, even run eagerly by airlock
         if not _state["wrap"]:
-            return original(self, *args, **kwargs)
+            return below(self, *args, **kwargs)
         replaced = _replaced.set(False)
         try:
-            return _run_in_scope(self, original, args, kwargs)
+            return _run_in_scope(self, below, args, kwargs)
         finally:
             _replaced.reset(replaced)
 
 
-def _run_in_scope(task: Any, original: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+def _run_in_scope(task: Any, below: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     scope = _build_scope(task.name)
     scope.enter()
     try:
-        result = original(task, *args, **kwargs)
+        result = below(task, *args, **kwargs)
     except BaseException as exc:
         handed_on = isinstance(exc, Ignore) and _replaced.get()
         scope.end(None if handed_on else exc)
@@ -282,13 +294,20 @@ def _run_in_scope(task: Any, original: Callable[..., Any], args: Any, kwargs: An
     return result
 
 
+# What ``Task.__call__`` was when the intercept was installed.
+_plain_call: Callable[..., Any] = _BaseTask.__call__
+
+
 def _keep_wrapper_on_top(**_: Any) -> None:
     # A worker process replaces ``Task.__call__`` with its own
-    # ``__protected_call__`` (celery.app.trace.setup_worker_optimizations),
-    # which runs the task body directly: a wrapper installed earlier would be
-    # skipped in every real worker. The worker announces it has done so
-    # (celeryd_init in the main process, worker_process_init in each pool
-    # process): put the wrapper back on top of whatever is there now.
+    # ``__protected_call__`` (celery.app.trace.setup_worker_optimizations):
+    # for the traced run it calls ``run`` directly, so a wrapper installed
+    # earlier would be skipped in every real worker; for any other call it
+    # calls the ``__call__`` it replaced (ours). The worker announces it has
+    # done so (celeryd_init in the main process, worker_process_init in each
+    # pool process): put the wrapper back on top, running traced runs through
+    # Celery's replacement and direct calls through the plain ``__call__``
+    # (never back into Celery's replacement, which would call us again).
     with _lock:
         key = (_BaseTask, "__call__")
         current = _BaseTask.__dict__["__call__"]
@@ -372,6 +391,7 @@ def install_global_intercept(app: celery.Celery | None = None, *, wrap_task_exec
     Installing twice raises ``RuntimeError``; :func:`uninstall_global_intercept`
     undoes it.
     """
+    global _plain_call
     if app is not None and not isinstance(app, celery.Celery):
         raise TypeError(f"install_global_intercept(app) needs a Celery app or None, got {app!r}")
     with _lock:
@@ -391,6 +411,7 @@ def install_global_intercept(app: celery.Celery | None = None, *, wrap_task_exec
         for cls, name, replacement in replacements:
             _installed[(cls, name)] = cls.__dict__[name]
             setattr(cls, name, replacement)
+        _plain_call = _installed[(_BaseTask, "__call__")]
         _state["wrap"] = wrap_task_execution
 
 

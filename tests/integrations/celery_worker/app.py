@@ -98,6 +98,13 @@ def parent(self: Any, mode: str, key: str) -> str:
     return key
 
 
+@app.task(name="worker_app.direct")
+def direct(key: str) -> None:
+    """Call another task as a plain function (in this process), then enqueue."""
+    record(f"{key}-called-directly", tag="direct")
+    airlock.enqueue(record, f"{key}-enqueued", tag="direct")
+
+
 @app.task(name="worker_app.fan_out", bind=True)
 def fan_out(self: Any, key: str, fail: bool) -> None:
     """Canvas inside a task run: a group, a chain and a chord, then succeed or fail."""
