@@ -424,3 +424,16 @@ def test_a_run_whose_flush_fails_fails(eager_app: Celery, intercept: None) -> No
     # (Celery stores a copy of the exception; DispatchError's own copying is the core's business.)
     assert isinstance(result.result, airlock.AirlockError)
     assert "1 intent(s) failed to dispatch: print" in str(result.result)
+
+
+def test_a_canvas_can_be_enqueued_directly(env: CeleryEnv) -> None:
+    record = env.record
+    with airlock.scope(executor=celery_executor) as scope:
+        intent = airlock.enqueue(chain(record.si("first"), record.si("second")), _dispatch_options={"countdown": 0})
+        assert intent.name == "chain"
+        with pytest.raises(TypeError, match=r"cannot enqueue group: the arguments of its tasks cannot be serialized"):
+            airlock.enqueue(group(record.s(object())))
+        assert scope.intents == [intent]
+    with env.worker():
+        results = env.wait_for_results(2)
+    assert [r["value"] for r in results] == ["first", "second"]
