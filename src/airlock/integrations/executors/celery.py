@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import celery
-import kombu
 from celery.canvas import Signature
 from kombu import serialization
+from kombu.entity import Exchange, Queue
 
 from ..._intent import Intent
 from ._checks import check_serializable
@@ -62,9 +62,9 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "expires": (*_NUMBER, datetime, timedelta, str),
     "priority": (int,),
     "task_id": (str,),
-    "queue": (str, kombu.Queue),
+    "queue": (str, Queue),
     "routing_key": (str,),
-    "exchange": (str, kombu.Exchange),
+    "exchange": (str, Exchange),
     "headers": (Mapping,),
     "serializer": (str,),
     "compression": (str,),
@@ -161,8 +161,9 @@ def _check_options(intent: Intent, options: Mapping[str, Any]) -> None:
                 )
         elif name not in CELERY_OPTIONS:
             # Sent to the broker as a message property: it must survive JSON.
+            dumps: Any = serialization.dumps
             try:
-                serialization.dumps(value, serializer="json")
+                dumps(value, serializer="json")
             except Exception as exc:  # noqa: BLE001 - any encoder failure means "cannot send"
                 raise TypeError(
                     f"cannot enqueue {intent.name}: dispatch option {name!r} travels to the broker as a "
