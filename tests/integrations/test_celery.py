@@ -437,3 +437,17 @@ def test_a_canvas_can_be_enqueued_directly(env: CeleryEnv) -> None:
     with env.worker():
         results = env.wait_for_results(2)
     assert [r["value"] for r in results] == ["first", "second"]
+
+
+def test_without_wrapping_a_run_has_no_scope_of_its_own(eager_app: Celery, intercept: None) -> None:
+    airlock.configure(executor=celery_executor)
+    install_global_intercept(wrap_task_execution=False)
+    ran: list[str] = []
+    _, parent = _eager_tasks(eager_app, ran)
+    with pytest.warns(DeprecationWarning):
+        parent.delay("x")
+    assert ran == [
+        "parent scope=NoneType origin=None",
+        "x-child",  # no scope around the run: the child's .delay() was sent (run eagerly) at once
+        "delay returned EagerResult, child ran: True",
+    ]
