@@ -451,3 +451,15 @@ def test_without_wrapping_a_run_has_no_scope_of_its_own(eager_app: Celery, inter
         "x-child",  # no scope around the run: the child's .delay() was sent (run eagerly) at once
         "delay returned EagerResult, child ran: True",
     ]
+
+
+def test_warnings_from_signatures_point_at_the_calling_line(env: CeleryEnv, intercept: None) -> None:
+    install_global_intercept()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with airlock.scope(policy=airlock.DropAll()):
+            line = _next_line()
+            env.record.s(1).delay()
+            chain_line = _next_line()
+            chain(env.record.si(2), env.record.si(3)).delay()
+    assert [(w.filename, w.lineno) for w in _deprecations(record)] == [(__file__, line), (__file__, chain_line)]

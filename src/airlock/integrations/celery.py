@@ -18,6 +18,8 @@ replacement, a chain's next step, a link callback).
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -51,11 +53,20 @@ _OUTCOMES = {
 }
 
 
-def _warn(name: Any, method: str, outcome: str, stacklevel: int) -> None:
+# Frames in these files are skipped when a warning looks for the calling line:
+# a signature's ``.delay()`` reaches the task's method through Celery's canvas.
+_NOT_THE_CALLER = (os.path.dirname(celery.__file__) + os.sep, __file__)
+
+
+def _warn(name: Any, method: str, outcome: str) -> None:
+    """Warn at the first frame outside Celery and this module: the call site to migrate."""
+    frame, level = sys._getframe(0), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_NOT_THE_CALLER):
+        frame, level = frame.f_back, level + 1
     warnings.warn(
         f"Direct call to {name}.{method}() ({_OUTCOMES[outcome]}); use airlock.enqueue(task, ...) instead",
         DeprecationWarning,
-        stacklevel=stacklevel + 1,
+        stacklevel=level,
     )
 
 
@@ -127,7 +138,7 @@ class LegacyTaskShim(_BaseTask, metaclass=_WithAppTask):  # type: ignore[misc]
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs)
-        _warn(self.name, "delay", _shim_outcome(), stacklevel=2)
+        _warn(self.name, "delay", _shim_outcome())
         return _buffer(self, args, kwargs, {})
 
     def apply_async(
@@ -143,7 +154,7 @@ class LegacyTaskShim(_BaseTask, metaclass=_WithAppTask):  # type: ignore[misc]
     ) -> Any:
         if intercept_bypassed():
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
-        _warn(self.name, "apply_async", _shim_outcome(), stacklevel=2)
+        _warn(self.name, "apply_async", _shim_outcome())
         return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
@@ -215,7 +226,7 @@ def _intercepted_delay(self: Any, *args: Any, **kwargs: Any) -> Any:
     if intercept_bypassed():
         return _original(_BaseTask, "delay")(self, *args, **kwargs)
     buffered = airlock.get_current_scope() is not None
-    _warn(self.name, "delay", "buffered" if buffered else "sent", stacklevel=2)
+    _warn(self.name, "delay", "buffered" if buffered else "sent")
     if buffered:
         return _buffer(self, args, kwargs, {})
     # Forward to apply_async (a subclass may override it) without a second warning.
@@ -241,9 +252,9 @@ def _intercepted_apply_async(
     if intercept_bypassed() or _in_delay.get():
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
     if airlock.get_current_scope() is None:
-        _warn(self.name, "apply_async", "sent", stacklevel=2)
+        _warn(self.name, "apply_async", "sent")
         return original(self, args, kwargs, task_id, producer, link, link_error, shadow, **options)
-    _warn(self.name, "apply_async", "buffered", stacklevel=2)
+    _warn(self.name, "apply_async", "buffered")
     return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
 
 
@@ -348,9 +359,9 @@ def _canvas_apply_async(cls: type) -> Callable[..., Any]:
         if intercept_bypassed():
             return original(self, *args, **options)
         if airlock.get_current_scope() is None:
-            _warn(self.name, "apply_async", "sent", stacklevel=2)
+            _warn(self.name, "apply_async", "sent")
             return original(self, *args, **options)
-        _warn(self.name, "apply_async", "buffered", stacklevel=2)
+        _warn(self.name, "apply_async", "buffered")
         bound = signature.bind(self, *args, **options).arguments
         bound.pop("self")
         options = {**bound.pop("options", {}), **{k: v for k, v in bound.items() if v is not None}}
