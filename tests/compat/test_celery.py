@@ -139,6 +139,10 @@ def test_buffered_delay_returns_an_async_result_with_the_id_it_will_be_sent_with
 # -- the Celery executor ----------------------------------------------------------
 
 
+def test_the_celery_executor_is_an_executor() -> None:
+    assert isinstance(celery_executor, airlock.Executor)
+
+
 def test_dispatch_options_are_ignored_for_a_plain_callable() -> None:
     calls = []
 

@@ -34,6 +34,7 @@ from celery.exceptions import Ignore
 from celery.utils import uuid
 
 import airlock
+from airlock._scope import build_scope
 
 from .executors.celery import LIVE_OPTIONS, _bypass, bypass_intercept, intercept_bypassed
 
@@ -293,7 +294,9 @@ def _scoped_call(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _run_in_scope(task: Any, below: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    scope = _build_scope(task.name)
+    # The configured scope class, built by keyword only (a custom scope with
+    # ``__init__(self, **kwargs)`` or without ``origin`` works).
+    scope = build_scope(origin=task.name)
     scope.enter()
     try:
         result = below(task, *args, **kwargs)
@@ -329,26 +332,6 @@ def _keep_wrapper_on_top(**_: Any) -> None:
 
 for _signal in (signals.celeryd_init, signals.worker_init, signals.worker_process_init):
     _signal.connect(_keep_wrapper_on_top, weak=False, dispatch_uid="airlock.celery.keep_wrapper_on_top")
-
-
-def _build_scope(origin: str) -> airlock.Scope:
-    """The configured scope class, built with keyword arguments only (SPEC 5.3).
-
-    TEMPORARY until the core's scope builder is merged.
-    """
-    config = airlock.get_configuration()
-    cls = config["scope_cls"]
-    kwargs: dict[str, Any] = dict(config["scope_kwargs"])
-    params = inspect.signature(cls).parameters.values()
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
-    names = {p.name for p in params}
-    for name, value in (("executor", config["executor"]), ("origin", origin)):
-        if name not in kwargs and (takes_any or name in names):
-            kwargs[name] = value
-    scope = cls(**kwargs)
-    if scope.origin is None:
-        scope._origin = origin
-    return scope
 
 
 def _canvas_apply_async(cls: type) -> Callable[..., Any]:
