@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import celery
 from celery.canvas import Signature
@@ -59,9 +60,9 @@ _NUMBER = (int, float)
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "countdown": _NUMBER,
     "eta": (datetime, str),
-    "expires": (*_NUMBER, datetime, timedelta, str),
+    "expires": (*_NUMBER, datetime, str),
     "priority": (int,),
-    "task_id": (str,),
+    "task_id": (str, UUID),
     "queue": (str, Queue),
     "routing_key": (str,),
     "exchange": (str, Exchange),
