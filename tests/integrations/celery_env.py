@@ -119,6 +119,7 @@ def celery_env_on(broker_kind: str, results_redis: redis.Redis, task_cls: str | 
         with app.connection_for_write() as conn:
             for name in (prefix, f"{prefix}-other"):
                 conn.default_channel.queue_delete(queue=name)
-        for key in results_redis.scan_iter(f"{prefix}*"):
-            results_redis.delete(key)
+        for pattern in (f"{prefix}*", f"_kombu.binding.{prefix}*", f"_kombu.binding_permanent.{prefix}*"):
+            for key in results_redis.scan_iter(pattern):
+                results_redis.delete(key)
         app.close()

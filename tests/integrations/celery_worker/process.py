@@ -143,7 +143,8 @@ def running_worker(broker_kind: str, broker_url: str, results_url: str, pool: st
                 with client.connection_for_write() as conn:
                     conn.default_channel.queue_delete(queue=prefix)
             else:
-                results.delete(prefix)  # the Redis broker's list for the queue
+                # the Redis broker's queue and bindings
+                results.delete(prefix, f"_kombu.binding.{prefix}", f"_kombu.binding_permanent.{prefix}")
             for key in results.scan_iter(f"{prefix}:*"):
                 results.delete(key)
             client.close()
