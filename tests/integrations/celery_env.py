@@ -1,8 +1,8 @@
 """A real Celery app, broker queue and in-process worker for the executor and Celery tests.
 
-Everything lives on the Redis named by ``AIRLOCK_TEST_REDIS_URL`` (and
-RabbitMQ at ``AIRLOCK_TEST_AMQP_URL``) under a random per-test prefix, and is
-deleted after: nothing else in that database is touched.
+Everything lives in the Redis database named by ``AIRLOCK_TEST_REDIS_URL``
+(and RabbitMQ at ``AIRLOCK_TEST_AMQP_URL``) under a random per-test prefix,
+and is deleted after: nothing else in that database is touched.
 """
 
 from __future__ import annotations
@@ -19,16 +19,10 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
+from integrations.redis_dbs import redis_test_db, redis_url_for_db
 from services import require_service
 
-
-def results_redis() -> Iterator[redis.Redis]:
-    """A client for the test Redis (use as a fixture body: ``yield from results_redis()``)."""
-    client = redis.Redis.from_url(require_service("redis"))
-    try:
-        yield client
-    finally:
-        client.close()
+CELERY_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass
@@ -84,7 +78,7 @@ def celery_env_on(broker_kind: str, results_redis: redis.Redis, task_cls: str | 
     ``record`` appends what it ran with to a Redis list the test reads back.
     Queues are named ``airlock-exec-<random>``; they and the results are deleted after.
     """
-    broker = require_service("redis") if broker_kind == "redis" else require_service("amqp")
+    broker = redis_url_for_db(CELERY_DB) if broker_kind == "redis" else require_service("amqp")
     prefix = f"airlock-exec-{uuid.uuid4().hex[:10]}"
     app = Celery("airlock_exec_tests", broker=broker, set_as_current=False, task_cls=task_cls)
     app.conf.update(

@@ -16,12 +16,13 @@ from celery.result import AsyncResult
 import airlock
 from airlock.integrations.celery import LegacyTaskShim, install_global_intercept, uninstall_global_intercept
 from airlock.integrations.executors.celery import LIVE_OPTIONS, celery_executor
-from integrations.celery_env import CeleryEnv, celery_env_on, results_redis
+from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
+from integrations.redis_dbs import flushed_redis
 
 
-@pytest.fixture(name="results_redis")
-def _results_redis() -> Iterator[redis.Redis]:
-    yield from results_redis()
+@pytest.fixture
+def results_redis() -> Iterator[redis.Redis]:
+    yield from flushed_redis(CELERY_DB)
 
 
 @pytest.fixture

@@ -14,14 +14,15 @@ from django.db import transaction
 import airlock
 from airlock.integrations.celery import LegacyTaskShim
 from airlock.integrations.executors.celery import celery_executor
-from integrations.celery_env import CeleryEnv, celery_env_on, results_redis
+from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
+from integrations.redis_dbs import flushed_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-@pytest.fixture(name="results_redis")
-def _results_redis() -> Iterator[redis.Redis]:
-    yield from results_redis()
+@pytest.fixture
+def results_redis() -> Iterator[redis.Redis]:
+    yield from flushed_redis(CELERY_DB)
 
 
 @pytest.fixture

@@ -26,12 +26,15 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
-import celery
-from celery import signals
-from celery.app.task import Task as _BaseTask
-from celery.canvas import _chain, _chord, group
-from celery.exceptions import Ignore
-from celery.utils import uuid
+from ._extras import requires
+
+with requires("celery"):
+    import celery
+    from celery import signals
+    from celery.app.task import Task as _BaseTask
+    from celery.canvas import _chain, _chord, group
+    from celery.exceptions import Ignore
+    from celery.utils import uuid
 
 import airlock
 from airlock._scope import build_scope

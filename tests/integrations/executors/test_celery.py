@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from unittest import mock
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -15,12 +15,13 @@ from celery import Celery
 
 import airlock
 from airlock.integrations.executors.celery import celery_executor
-from integrations.celery_env import CeleryEnv, celery_env_on, results_redis
+from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
+from integrations.redis_dbs import flushed_redis
 
 
-@pytest.fixture(name="results_redis")
-def _results_redis() -> Iterator[redis.Redis]:
-    yield from results_redis()
+@pytest.fixture
+def results_redis() -> Iterator[redis.Redis]:
+    yield from flushed_redis(CELERY_DB)
 
 
 @pytest.fixture(params=["redis", "amqp"])
@@ -158,11 +159,11 @@ def test_any_option_name_passes_and_reaches_apply_async_untouched(offline_app: C
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"countdown": "soon"}, r"'countdown' must be int or float, got str"),
-        ({"priority": 1.5}, r"'priority' must be int, got float"),
-        ({"headers": ["a"]}, r"'headers' must be Mapping, got list"),
+        ({"countdown": "soon"}, r"Celery needs int or float as the 'countdown' dispatch option, got 'soon'"),
+        ({"priority": 1.5}, r"Celery needs int as the 'priority' dispatch option, got 1.5"),
+        ({"headers": ["a"]}, r"Celery needs Mapping as the 'headers' dispatch option"),
         ({"producer": object()}, r"'producer': it holds a live broker connection"),
-        ({"tenant": object()}, r"'tenant' travels to the broker as a message property"),
+        ({"tenant": object()}, r"dispatch option 'tenant' \(<object.*cannot be serialized by the 'json'"),
     ],
     ids=["countdown-str", "priority-float", "headers-list", "producer", "unencodable-property"],
 )

@@ -22,13 +22,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import celery
-from celery.canvas import Signature
-from kombu import serialization
-from kombu.entity import Exchange, Queue
+from .._extras import requires
+
+with requires("celery"):
+    import celery
+    from celery.canvas import Signature
+    from kombu import serialization
+    from kombu.entity import Exchange, Queue
 
 from ..._intent import Intent
-from ._checks import check_serializable
+from ._checks import check_option_type, check_options_serializable, check_serializable
 
 __all__ = ["celery_executor", "CELERY_OPTIONS", "LIVE_OPTIONS", "bypass_intercept", "intercept_bypassed"]
 
@@ -143,33 +146,25 @@ def _serializer_of(task: Any, options: Mapping[str, Any]) -> str:
 
 
 def _check_options(intent: Intent, options: Mapping[str, Any]) -> None:
-    for name, value in options.items():
-        if value is None:
-            continue
-        if name in LIVE_OPTIONS:
+    for name in LIVE_OPTIONS & options.keys():
+        if options[name] is not None:
             raise TypeError(
                 f"cannot enqueue {intent.name} with dispatch option {name!r}: it holds a live broker "
                 "connection, which is gone by the time the scope flushes; leave it out (Celery acquires "
                 "one from the app's pool at dispatch)"
             )
-        expected = _OPTION_TYPES.get(name)
-        if expected is not None:
-            if not isinstance(value, expected):
-                names = " or ".join(t.__name__ for t in expected)
-                raise TypeError(
-                    f"cannot enqueue {intent.name}: Celery dispatch option {name!r} must be {names}, "
-                    f"got {type(value).__name__} ({value!r})"
-                )
-        elif name not in CELERY_OPTIONS:
-            # Sent to the broker as a message property: it must survive JSON.
-            dumps: Any = serialization.dumps
-            try:
-                dumps(value, serializer="json")
-            except Exception as exc:  # noqa: BLE001 - any encoder failure means "cannot send"
-                raise TypeError(
-                    f"cannot enqueue {intent.name}: dispatch option {name!r} travels to the broker as a "
-                    f"message property, and its value {value!r} cannot be encoded ({exc})"
-                ) from exc
+    for name, expected in _OPTION_TYPES.items():
+        if name in options:
+            check_option_type(intent, "Celery", name, expected, " or ".join(t.__name__ for t in expected))
+    # Any other name travels to the broker as a message property: it must survive JSON.
+    unknown = {name: value for name, value in options.items() if name not in CELERY_OPTIONS}
+    if unknown:
+        check_options_serializable(intent, "'json'", _json_dumps, unknown)
+
+
+def _json_dumps(value: Any) -> object:
+    dumps: Any = serialization.dumps  # kombu's, as for the message
+    return dumps(value, serializer="json")
 
 
 def validate(intent: Intent) -> None:
