@@ -103,6 +103,16 @@ def test_replace_hands_the_work_on(worker: Worker, request: pytest.FixtureReques
     assert sorted(worker.values(key)) == sorted([f"{key}-delay-0", f"{key}-enqueue-0", f"{key}-replacement"])
 
 
+def test_a_chain_of_shimmed_tasks_runs_to_its_end(worker: Worker, request: pytest.FixtureRequest) -> None:
+    key = _key(request)
+    step = "worker_app.shim_step"
+    signature = worker.client.signature
+    chain(signature(step, args=(1,), kwargs={"key": key}), signature(step, kwargs={"key": key}),
+          signature(step, kwargs={"key": key})).apply_async(queue=worker.queue)  # fmt: skip
+    worker.wait_until(lambda: len(worker.values(key)) == 3, "three chain steps")
+    assert worker.values(key) == [f"{key}-step-1", f"{key}-step-2", f"{key}-step-3"]
+
+
 def test_a_task_called_as_a_function_inside_a_run(worker: Worker, request: pytest.FixtureRequest) -> None:
     key = _key(request)
     worker.client.send_task("worker_app.direct", args=(key,), queue=worker.queue)

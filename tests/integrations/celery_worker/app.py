@@ -24,7 +24,7 @@ import redis
 from celery import Celery, chain, chord, group, signals
 
 import airlock
-from airlock.integrations.celery import install_global_intercept
+from airlock.integrations.celery import LegacyTaskShim, install_global_intercept
 from airlock.integrations.executors.celery import celery_executor
 
 PREFIX = os.environ["AIRLOCK_CELERY_PREFIX"]
@@ -96,6 +96,13 @@ def parent(self: Any, mode: str, key: str) -> str:
     if mode == "replace":
         return self.replace(record.s(f"{key}-replacement", tag="replacement"))  # type: ignore[no-any-return]
     return key
+
+
+@app.task(name="worker_app.shim_step", base=LegacyTaskShim, bind=True)
+def shim_step(self: Any, value: int, key: str) -> int:
+    """A chain step on LegacyTaskShim: Celery sends the next step itself, after the body."""
+    _report(RESULTS_KEY, value=f"{key}-step-{value}", tag="shim", task_id=self.request.id)
+    return value + 1
 
 
 @app.task(name="worker_app.direct")
