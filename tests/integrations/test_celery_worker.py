@@ -77,8 +77,9 @@ def test_each_task_run_has_its_own_scope(worker: Worker, request: pytest.Fixture
     for mode in ("ok", "raise", "retry"):
         _run_parent(worker, mode, f"{key}-{mode}")
     # Four parent runs end: ok, raise, retry (attempt 0), retry (attempt 1).
-    runs = worker.wait_until(lambda: _runs_of(worker, key)[3:] and _runs_of(worker, key), "four parent runs")
+    worker.wait_until(lambda: len(_runs_of(worker, key)) == 4, "four parent runs")
     worker.settle()  # anything those runs sent has run by now
+    runs = _runs_of(worker, key)
 
     assert sorted(worker.values(key)) == sorted([
         f"{key}-ok-delay-0", f"{key}-ok-enqueue-0",          # success: flushed
