@@ -306,3 +306,11 @@ def test_send_task_is_reported_on_any_app() -> None:
             celery_app.send_task(name)
         """
     ) == [4, 6]
+
+
+def test_a_receiver_without_a_name_is_shown_as_an_expression() -> None:
+    (finding,) = check_source("(primary or fallback).apply_async((1,))\n")
+    assert finding.text == (
+        "AIR001 direct (...).apply_async() bypasses airlock; "
+        "use airlock.enqueue(task, ..., _dispatch_options={...})"
+    )

@@ -240,7 +240,7 @@ class _Checker(ast.NodeVisitor):
 
     def _report(self, func: ast.Attribute, method: str, receiver: ast.expr) -> None:
         dotted = _dotted(receiver)
-        shown, target = (dotted, dotted) if dotted else ("", "task")
+        shown, target = (dotted, dotted) if dotted else ("(...)", "task")
         hint = (
             ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
         )
