@@ -21,3 +21,13 @@ def record(results_key: str, value: Any, tag: str = "run") -> str:
     finally:
         client.close()
     return f"recorded {value}"
+
+
+class Recorder:
+    """A callable instance: RQ pickles it and calls it on the worker."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __call__(self, results_key: str, value: Any) -> str:
+        return record(results_key, value, tag=self.tag)
