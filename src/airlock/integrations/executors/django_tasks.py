@@ -76,7 +76,9 @@ def validate(intent: Intent) -> None:
         try:
             task.using(**options)  # the framework and the backend validate the resulting task
         except Exception as exc:
-            raise TypeError(f"cannot enqueue {intent.name} with dispatch options {dict(options)!r}: {exc}") from exc
+            raise TypeError(
+                f"cannot enqueue {intent.name} with dispatch options {dict(options)!r}: {exc}"
+            ) from exc
     check_serializable(intent, "JSON", normalize_json)
 
 

@@ -80,7 +80,10 @@ def validate(intent: Intent) -> None:
     options = intent.dispatch_options
     if not options:
         return
-    if options.get("priority") is not None and getattr(getattr(huey, "storage", None), "priority", True) is False:
+    if (
+        options.get("priority") is not None
+        and getattr(getattr(huey, "storage", None), "priority", True) is False
+    ):
         raise TypeError(
             f"cannot enqueue {intent.name} with a 'priority' dispatch option: the storage of {huey!r} does not "
             "support priorities (use PriorityRedisHuey, or drop the option)"
@@ -95,7 +98,9 @@ def validate(intent: Intent) -> None:
                 eta = normalize_time(options.get("eta"), options.get("delay"), huey.utc)
             task_class((), {}, eta=eta, **carried)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"cannot enqueue {intent.name} on Huey with dispatch options {dict(options)!r}: {exc}") from exc
+            raise TypeError(
+                f"cannot enqueue {intent.name} on Huey with dispatch options {dict(options)!r}: {exc}"
+            ) from exc
         check_options_serializable(intent, name, serializer.serialize, carried)
 
 
