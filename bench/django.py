@@ -122,7 +122,9 @@ def table(intents: int) -> float:
     med = {label: statistics.median(values) for label, values in samples.items()}
     base = med["plain Scope, no transaction"]
     plain_atomic = med["plain Scope inside atomic() (dispatches too early)"]
-    print(f"\n{intents} intents per unit of work (marginal cost per intent, median of {REPEATS} interleaved runs)\n")
+    print(
+        f"\n{intents} intents per unit of work (marginal cost per intent, median of {REPEATS} interleaved runs)\n"
+    )
     print("| per intent | ns | / plain Scope (same place) |")
     print("|---|---:|---:|")
     for label, _, in_atomic in ROWS:
@@ -141,7 +143,9 @@ def main() -> int:
     print()
     for n, ratio in ratios.items():
         mark = "x" if ratio <= 2.0 else " "
-        print(f"  [{mark}] {n} per unit: DjangoScope inside atomic() <= 2x a plain Scope per intent ({ratio:.2f}x)")
+        print(
+            f"  [{mark}] {n} per unit: DjangoScope inside atomic() <= 2x a plain Scope per intent ({ratio:.2f}x)"
+        )
     return 0
 
 

@@ -104,5 +104,9 @@ Q_CLUSTER = {
     "scheduler": False,
     "catch_up": False,
     "poll": 0.1,
-    "redis": {"host": _redis.hostname or "127.0.0.1", "port": _redis.port or 6379, "db": int(_redis.path.strip("/") or 0)},
+    "redis": {
+        "host": _redis.hostname or "127.0.0.1",
+        "port": _redis.port or 6379,
+        "db": int(_redis.path.strip("/") or 0),
+    },
 }

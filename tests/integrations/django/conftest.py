@@ -6,9 +6,8 @@ import pytest
 from django.conf import settings
 
 from airlock.integrations.django import configure_from_settings
-from services import require_service
-
 from integrations.django.testapp import effects
+from services import require_service
 
 
 @pytest.fixture(scope="session", autouse=True)

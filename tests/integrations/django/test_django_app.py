@@ -120,20 +120,55 @@ class PickyScope(airlock.Scope):
     [
         ({"EXECTUOR": None}, "airlock.E001", "unknown key(s): 'EXECTUOR'", VALID),
         ("airlock.DropAll", "airlock.E001", "must be a dict, got str", "keys among: POLICY"),
-        ({"POLICY": "airlock.NoSuchPolicy"}, "airlock.E002", "'airlock.NoSuchPolicy' cannot be imported", "dotted path"),
+        (
+            {"POLICY": "airlock.NoSuchPolicy"},
+            "airlock.E002",
+            "'airlock.NoSuchPolicy' cannot be imported",
+            "dotted path",
+        ),
         ({"POLICY": "airlock.enqueue"}, "airlock.E002", "could not be instantiated", "policy class"),
         ({"POLICY": 42}, "airlock.E002", "is not a policy", "on_enqueue(intent) and allows(intent)"),
-        ({"POLICY": f"{__name__}.make_not_a_policy"}, "airlock.E002", "is not a policy (got 42)", "allows(intent)"),
+        (
+            {"POLICY": f"{__name__}.make_not_a_policy"},
+            "airlock.E002",
+            "is not a policy (got 42)",
+            "allows(intent)",
+        ),
         ({"EXECUTOR": "no.such.module.executor"}, "airlock.E003", "cannot be imported", "dotted path"),
         ({"EXECUTOR": "airlock.DropAll"}, "airlock.E003", "is not an executor", "function taking an Intent"),
-        ({"SCOPE": f"{__name__}.NotAScope"}, "airlock.E004", "is not a subclass of airlock.Scope", "DjangoScope"),
-        ({"SCOPE_KWARGS": {"using": "nope"}}, "airlock.E005", "'nope' is not a database alias", "default, other"),
-        ({"SCOPE_KWARGS": {"colour": "red"}}, "airlock.E005", "does not build a DjangoScope", "keyword arguments"),
+        (
+            {"SCOPE": f"{__name__}.NotAScope"},
+            "airlock.E004",
+            "is not a subclass of airlock.Scope",
+            "DjangoScope",
+        ),
+        (
+            {"SCOPE_KWARGS": {"using": "nope"}},
+            "airlock.E005",
+            "'nope' is not a database alias",
+            "default, other",
+        ),
+        (
+            {"SCOPE_KWARGS": {"colour": "red"}},
+            "airlock.E005",
+            "does not build a DjangoScope",
+            "keyword arguments",
+        ),
         # Every value that would fail when a request builds its scope fails here, naming SCOPE_KWARGS.
         ({"SCOPE_KWARGS": {"using": 5}}, "airlock.E005", "SCOPE_KWARGS']['using'] = 5", "DATABASES defines"),
-        ({"SCOPE_KWARGS": {"policy": "airlock.AllowAll"}}, "airlock.E005", "SCOPE_KWARGS'] = {'policy'", "accepts"),
+        (
+            {"SCOPE_KWARGS": {"policy": "airlock.AllowAll"}},
+            "airlock.E005",
+            "SCOPE_KWARGS'] = {'policy'",
+            "accepts",
+        ),
         ({"SCOPE_KWARGS": {"executor": 42}}, "airlock.E005", "SCOPE_KWARGS'] = {'executor': 42}", "accepts"),
-        ({"SCOPE": f"{__name__}.PickyScope", "SCOPE_KWARGS": {"level": "high"}}, "airlock.E005", "level must be an int", "accepts"),
+        (
+            {"SCOPE": f"{__name__}.PickyScope", "SCOPE_KWARGS": {"level": "high"}},
+            "airlock.E005",
+            "level must be an int",
+            "accepts",
+        ),
         ({"SCOPE": f"{__name__}.PickyScope"}, "airlock.E005", "does not build a PickyScope", "accepts"),
         ({"SCOPE_KWARGS": ["using"]}, "airlock.E005", "must be a dict", "'using'"),
     ],
@@ -151,7 +186,11 @@ def test_misconfiguration_is_reported_by_manage_py_check(
 
 
 def test_a_sound_setting_passes_the_checks(settings: Any) -> None:
-    settings.AIRLOCK = {"POLICY": "airlock.LogOnFlush", "EXECUTOR": None, "SCOPE_KWARGS": {"using": "default"}}
+    settings.AIRLOCK = {
+        "POLICY": "airlock.LogOnFlush",
+        "EXECUTOR": None,
+        "SCOPE_KWARGS": {"using": "default"},
+    }
     out = io.StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
@@ -165,7 +204,9 @@ def test_in_process_executor_with_a_task_queue_installed_is_a_warning(settings: 
     report = out.getvalue() + err.getvalue()
     assert "?: (airlock.W001) airlock runs every task in-process" in report
     assert "celery" in report  # installed in the test environment
-    assert "HINT: Set AIRLOCK = {'EXECUTOR': 'airlock.integrations.executors.celery.celery_executor'}" in report
+    assert (
+        "HINT: Set AIRLOCK = {'EXECUTOR': 'airlock.integrations.executors.celery.celery_executor'}" in report
+    )
     # Naming the in-process executor explicitly is the same choice: still a warning.
     settings.AIRLOCK = {"EXECUTOR": "airlock.integrations.executors.sync.sync_executor"}
     out = io.StringIO()
@@ -193,7 +234,9 @@ def test_no_warning_when_no_task_queue_is_installed(settings: Any, monkeypatch: 
     settings.AIRLOCK = {}
     monkeypatch.setattr(checks, "TASK_QUEUES", {"airlock_no_such_queue": "x.y"})
     assert checks.check_in_process_executor() == []
-    monkeypatch.setattr(checks, "TASK_QUEUES", {"airlock_no_such_queue": "x.y", "celery": "x.celery_executor"})
+    monkeypatch.setattr(
+        checks, "TASK_QUEUES", {"airlock_no_such_queue": "x.y", "celery": "x.celery_executor"}
+    )
     assert [w.id for w in checks.check_in_process_executor()] == ["airlock.W001"]
 
 
@@ -230,4 +273,7 @@ def test_management_command_dry_run_runs_nothing_and_lists_intents(ran: list[tup
     out = io.StringIO()
     call_command("place_order", "B2", "--dry-run", stdout=out)
     assert ran == []
-    assert out.getvalue().splitlines() == ["would run: record('email B2')", "would run: record('warehouse B2')"]
+    assert out.getvalue().splitlines() == [
+        "would run: record('email B2')",
+        "would run: record('warehouse B2')",
+    ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
-
-import asyncio
 
 import pytest
 from asgiref.sync import iscoroutinefunction
@@ -16,7 +15,6 @@ from django.test import Client, RequestFactory, modify_settings
 
 import airlock
 from airlock.integrations.django import AirlockMiddleware, DjangoScope
-
 from integrations.django.testapp.effects import labels, record
 from integrations.django.testapp.models import Order
 
@@ -79,7 +77,9 @@ def test_exception_without_reraise_is_a_500_and_discards(ran: list[tuple[str, bo
     assert response.wsgi_request.airlock_scope.is_discarded
 
 
-def test_post_origin_and_savepoint_rollback_inside_the_view(client: Client, ran: list[tuple[str, bool]]) -> None:
+def test_post_origin_and_savepoint_rollback_inside_the_view(
+    client: Client, ran: list[tuple[str, bool]]
+) -> None:
     response = client.post("/savepoint/")
     assert response.status_code == 200
     assert labels() == ["before", "in-kept-savepoint"]
@@ -165,7 +165,9 @@ def test_without_the_app_requests_still_get_a_django_scope(ran: list[tuple[str, 
     assert labels() == ["status-200"]
 
 
-def test_an_exception_raised_through_the_middleware_discards_and_propagates(ran: list[tuple[str, bool]]) -> None:
+def test_an_exception_raised_through_the_middleware_discards_and_propagates(
+    ran: list[tuple[str, bool]],
+) -> None:
     # Django turns view errors into 500 responses before they reach a
     # middleware; what still arrives as an exception (from a handler further in,
     # or BaseException) must discard the scope and propagate untouched.

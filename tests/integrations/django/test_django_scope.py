@@ -134,7 +134,9 @@ def test_scope_inside_the_transaction_drops_a_rolled_back_savepoint_and_waits_fo
     assert ran == [("kept", False)]
 
 
-def test_scope_in_a_released_savepoint_still_waits_for_the_outer_transaction(ran: list[tuple[str, bool]]) -> None:
+def test_scope_in_a_released_savepoint_still_waits_for_the_outer_transaction(
+    ran: list[tuple[str, bool]],
+) -> None:
     with pytest.raises(Undo):
         with transaction.atomic():
             with transaction.atomic():
@@ -185,8 +187,7 @@ def test_one_on_commit_registration_per_flush_not_per_intent(ran: list[tuple[str
             with airlock.scope():
                 for i in range(n):
                     airlock.enqueue(record, f"{n}-{i}")
-            added = [getattr(f, "__name__", type(f).__name__) for _, f, *_ in conn.run_on_commit[before:]]
-        return added
+            return [getattr(f, "__name__", type(f).__name__) for _, f, *_ in conn.run_on_commit[before:]]
 
     one, many = callbacks_of_one_flush(1), callbacks_of_one_flush(200)
     # One callback: the marker of the level the intents were made in, which
@@ -330,7 +331,9 @@ def test_async_flush_inside_atomic_on_the_loop_is_refused(
         finally:
             connections.close_all()  # the event loop's own connection
 
-    with pytest.raises(UsageError, match=r"asynchronously inside transaction.atomic\(\) on database 'default'"):
+    with pytest.raises(
+        UsageError, match=r"asynchronously inside transaction.atomic\(\) on database 'default'"
+    ):
         asyncio.run(unit_of_work())
     assert ran == []
 
@@ -353,7 +356,9 @@ def test_sync_scope_around_async_to_sync_code_waits_for_the_commit(ran: list[tup
     assert ran == [("from-coroutine", False)]
 
 
-def test_a_root_scope_that_outlives_its_atomic_level_follows_that_levels_fate(ran: list[tuple[str, bool]]) -> None:
+def test_a_root_scope_that_outlives_its_atomic_level_follows_that_levels_fate(
+    ran: list[tuple[str, bool]],
+) -> None:
     # Used imperatively, a scope entered inside atomic() can be flushed after
     # the block ended: its intents made at that level follow the block.
     for outcome in ("commit", "rollback"):
@@ -372,7 +377,9 @@ def test_a_root_scope_that_outlives_its_atomic_level_follows_that_levels_fate(ra
     assert labels() == ["commit"]
 
 
-def test_intents_at_the_scopes_own_level_carry_no_condition_deeper_ones_do(ran: list[tuple[str, bool]]) -> None:
+def test_intents_at_the_scopes_own_level_carry_no_condition_deeper_ones_do(
+    ran: list[tuple[str, bool]],
+) -> None:
     with transaction.atomic():
         with airlock.scope():
             own = airlock.enqueue(record, "own")

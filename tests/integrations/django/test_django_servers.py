@@ -53,7 +53,10 @@ def project_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for alias in ("default", "other"):
         subprocess.run(
             [sys.executable, "-m", "django", "migrate", "-v0", "--database", alias],
-            env=env, cwd=HERE, check=True, timeout=120,
+            env=env,
+            cwd=HERE,
+            check=True,
+            timeout=120,
         )
     return env
 
@@ -66,10 +69,26 @@ def _free_port() -> int:
 
 def _command(server: str, port: int) -> list[str]:
     if server == "uvicorn":
-        return [str(VENV_BIN / "uvicorn"), "serverproject.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--log-level", "warning"]
-    return [str(VENV_BIN / "gunicorn"), "serverproject.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", "1", "--log-level", "warning"]
+        return [
+            str(VENV_BIN / "uvicorn"),
+            "serverproject.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    return [
+        str(VENV_BIN / "gunicorn"),
+        "serverproject.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+    ]
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
@@ -191,7 +210,9 @@ def test_a_view_that_raised_when_process_exception_makes_it_a_200(
 
 
 @VIA
-def test_open_atomic_on_another_database(server: tuple[str, int], project_env: dict[str, str], via: str) -> None:
+def test_open_atomic_on_another_database(
+    server: tuple[str, int], project_env: dict[str, str], via: str
+) -> None:
     """The block around the request is on ``other`` (MariaDB); the request's scope
     uses ``default``. airlock waits for the block's commit (and drops the effect on
     rollback); Celery's ``delay_on_commit`` registers on ``default``, which is not in
@@ -211,7 +232,9 @@ def test_open_atomic_on_another_database(server: tuple[str, int], project_env: d
 
 
 @VIA
-def test_client_disconnect_during_a_sync_view(server: tuple[str, int], project_env: dict[str, str], via: str) -> None:
+def test_client_disconnect_during_a_sync_view(
+    server: tuple[str, int], project_env: dict[str, str], via: str
+) -> None:
     """ASGI: the client hangs up while the view sleeps inside atomic(). The effect
     asked for inside the block that then commits is sent after the commit (both);
     the one asked for outside any transaction is discarded with the request by
@@ -242,10 +265,11 @@ def test_orm_writing_executor_django_tasks_db(server: tuple[str, int], project_e
     assert _get(port, f"/write/{rolled_back}/?via=tasks-db", X_Rollback="1") == (200, "written")
     subprocess.run(
         [sys.executable, "-m", "django", "db_worker", "--batch", "--no-startup-delay", "-v0"],
-        env=project_env, cwd=HERE, check=True, timeout=60,
+        env=project_env,
+        cwd=HERE,
+        check=True,
+        timeout=60,
     )
     runs = _runs_of(project_env, committed)
     assert len(runs) == 1 and runs[0]["saw_row"] is True, runs
     assert _runs_of(project_env, rolled_back) == []
-
-

@@ -11,7 +11,14 @@ from __future__ import annotations
 from .._extras import requires
 
 with requires("django"):
-    from .conf import SETTING_KEYS, configure_from_settings, get_executor, get_policy, get_scope_class, get_setting
+    from .conf import (
+        SETTING_KEYS,
+        configure_from_settings,
+        get_executor,
+        get_policy,
+        get_scope_class,
+        get_setting,
+    )
     from .middleware import AirlockMiddleware
     from .scope import DjangoScope
 

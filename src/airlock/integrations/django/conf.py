@@ -98,8 +98,10 @@ def _import(path: str, key: str, check_id: str) -> Any:
 
 
 def _is_policy(obj: object) -> bool:
-    return not isinstance(obj, type) and callable(getattr(obj, "on_enqueue", None)) and callable(
-        getattr(obj, "allows", None)
+    return (
+        not isinstance(obj, type)
+        and callable(getattr(obj, "on_enqueue", None))
+        and callable(getattr(obj, "allows", None))
     )
 
 

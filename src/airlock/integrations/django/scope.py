@@ -165,7 +165,7 @@ class _TieToTransactions:
         """
         if self.thread != _get_ident():
             self.thread = _get_ident()
-            self.wrappers = tuple(connections[alias] for alias in connections)
+            self.wrappers = _thread_connections()
         at_entry = False
         for connection in self.wrappers:
             if connection.in_atomic_block:
@@ -190,16 +190,24 @@ class _TieToTransactions:
 def _has_marker(intent: Intent) -> bool:
     """Whether the intent carries a transaction condition (a marker's)."""
     meta = intent._meta
-    return meta is not None and any(getattr(c, "__self__", None).__class__ is _Marker for c in meta.conditions)
+    return meta is not None and any(
+        getattr(c, "__self__", None).__class__ is _Marker for c in meta.conditions
+    )
 
 
-def _in_atomic(first: str) -> list[BaseDatabaseWrapper]:
+def _thread_connections() -> tuple[BaseDatabaseWrapper, ...]:
+    """This thread's connection objects, one per alias (made if needed: cheap, no database call)."""
+    return tuple(connections[alias] for alias in connections)
+
+
+def _in_atomic(
+    first: str, wrappers: tuple[BaseDatabaseWrapper, ...] | None = None
+) -> list[BaseDatabaseWrapper]:
     """This thread's connections inside ``atomic()``, the one for ``first`` first."""
-    found = []
-    for alias in connections:
-        connection = connections[alias]
+    found: list[BaseDatabaseWrapper] = []
+    for connection in wrappers if wrappers is not None else _thread_connections():
         if connection.in_atomic_block:
-            if alias == first:
+            if connection.alias == first:
                 found.insert(0, connection)
             else:
                 found.append(connection)
@@ -260,7 +268,7 @@ class DjangoScope(Scope):
         # A DjangoScope ties its own intents in _add (no judging round trip per
         # intent); a scope of another class nested in this one gets the check.
         if not isinstance(get_current_scope(), DjangoScope):
-            yield _TieToTransactions()
+            yield _TieToTransactions()  # type: ignore[misc]  # called with the intent only
 
     def enter(self) -> Scope:
         super().enter()
@@ -271,7 +279,7 @@ class DjangoScope(Scope):
             # intents made at that very level need no condition of their own.
             tie = self._tie = _TieToTransactions()
             tie.thread = _get_ident()
-            tie.wrappers = tuple(connections[alias] for alias in connections)
+            tie.wrappers = _thread_connections()
             self._entry = {
                 id(c): (c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
                 for c in tie.wrappers
@@ -292,7 +300,8 @@ class DjangoScope(Scope):
                 at_entry = self._at_entry = set()
                 # What the flush asks if the scope outlived its level (used
                 # imperatively): did that level commit or roll back?
-                self._entry_markers = tuple(_marker_for(c) for c in tie.wrappers if id(c) in self._entry)
+                entry = self._entry or {}
+                self._entry_markers = tuple(_marker_for(c) for c in tie.wrappers if id(c) in entry)
             at_entry.add(id(intent))
         if intent._meta is not meta:
             self._needs_filter = True  # tied: the flush drops it if its block rolled back
@@ -304,12 +313,16 @@ class DjangoScope(Scope):
 
     def _entry_rolled_back(self) -> bool:
         """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
+        entry = self._entry or {}
         for marker in self._entry_markers:
             connection = marker.connection
-            level = self._entry[id(connection)]
+            level = entry[id(connection)]
             ids = connection.savepoint_ids
-            if not (connection.in_atomic_block and connection.run_on_commit is level[1]
-                    and (ids[-1] if ids else None) == level[0]):
+            if not (
+                connection.in_atomic_block
+                and connection.run_on_commit is level[1]
+                and (ids[-1] if ids else None) == level[0]
+            ):
                 break
         else:
             return False  # still open, the usual case: the flush's registration follows it
@@ -326,7 +339,9 @@ class DjangoScope(Scope):
         flush. Override it to pick another moment (e.g. always right away, or
         after a specific database's commit).
         """
-        waiting = _in_atomic(self._using)
+        tie = self._tie  # this thread's connections, if the scope already looked them up here
+        wrappers = tie.wrappers if tie is not None and tie.thread == _get_ident() else None
+        waiting = _in_atomic(self._using, wrappers)
         if not waiting:
             connection = connections[self._using]
             if connection.connection is not None and not connection.autocommit:
@@ -337,7 +352,7 @@ class DjangoScope(Scope):
                 )
             callback()
             return
-        _register(waiting[0], _after_every_commit(callback, self._using, waiting[0]))
+        _register(waiting[0], _after_every_commit(callback, self._using, waiting[0], wrappers))
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
         at_entry = self._at_entry
@@ -406,16 +421,26 @@ class DjangoScope(Scope):
         self._transaction_bound_only = True
 
 
-def _after_every_commit(callback: Callable[[], None], first: str, waited: BaseDatabaseWrapper) -> Callable[[], None]:
+def _after_every_commit(
+    callback: Callable[[], None],
+    first: str,
+    waited: BaseDatabaseWrapper,
+    wrappers: tuple[BaseDatabaseWrapper, ...] | None,
+) -> Callable[[], None]:
     """``callback``, deferred again while another database of this thread is still in ``atomic()``.
 
     ``waited`` is the connection whose commit runs this: it is not asked
     again (under ``captureOnCommitCallbacks(execute=True)`` the callbacks run
-    while its block is still open).
+    while its block is still open). ``wrappers``: this thread's connections,
+    when already known (on-commit callbacks run on the thread that registered them).
     """
     done = [waited]
 
     def airlock_dispatch_after_commit() -> None:
+        others = [c for c in (wrappers if wrappers is not None else _thread_connections()) if c is not waited]
+        if not any(c.in_atomic_block for c in others):
+            callback()  # the usual case: no other database in a transaction
+            return
         waiting = [c for c in _in_atomic(first) if all(c is not d for d in done)]
         if waiting:
             done.append(waiting[0])
