@@ -198,3 +198,50 @@ def test_a_cancelled_async_request_dispatches_nothing_made_outside_a_transaction
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(middleware(request))
     assert not request.airlock_scope.is_active and ran == []
+
+
+class NeverFlushScope(DjangoScope):
+    """A scope whose own rule says discard: the middleware must ask it (one end-of-life path)."""
+
+    def should_flush(self, error: BaseException | None) -> bool:
+        return False
+
+
+class BrokenRuleScope(DjangoScope):
+    def should_flush(self, error: BaseException | None) -> bool:
+        raise LookupError("the rule itself failed")
+
+
+def test_the_middleware_asks_the_scopes_should_flush(settings: Any, ran: list[tuple[str, bool]]) -> None:
+    settings.AIRLOCK = {"SCOPE": f"{__name__}.NeverFlushScope"}
+    response = Client().get("/effect/200/")
+    assert response.status_code == 200 and ran == []
+    assert response.wsgi_request.airlock_scope.is_discarded
+
+
+def test_a_should_flush_that_raises_discards_and_propagates(
+    settings: Any, ran: list[tuple[str, bool]]
+) -> None:
+    settings.AIRLOCK = {"SCOPE": f"{__name__}.BrokenRuleScope"}
+    request = RequestFactory().get("/anything/")
+
+    def get_response(request: HttpRequest) -> HttpResponse:
+        airlock.enqueue(record, "never")
+        return HttpResponse("ok")
+
+    with pytest.raises(LookupError, match="the rule itself failed"):
+        AirlockMiddleware(get_response)(request)
+    assert request.airlock_scope.is_discarded and ran == []
+
+
+def test_process_exception_turned_into_a_200_still_discards(ran: list[tuple[str, bool]]) -> None:
+    # In-process twin of the server test: the view raised, a middleware outside
+    # airlock's answered 200 through process_exception.
+    middleware = [
+        "integrations.django.testapp.middleware.HandledErrorMiddleware",
+        "airlock.integrations.django.AirlockMiddleware",
+    ]
+    with modify_settings(MIDDLEWARE={"prepend": middleware[0]}):
+        response = Client().get("/explode/")
+    assert response.status_code == 200 and response.content == b"handled"
+    assert response.wsgi_request.airlock_scope.is_discarded and ran == []
