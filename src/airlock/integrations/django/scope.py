@@ -234,7 +234,9 @@ class DjangoScope(Scope):
     _tie: _TieToTransactions | None = None
     _entry: dict[int, tuple[Any, Any]] | None = None  # the atomic() levels a root scope was entered at
     _entry_markers: tuple[_Marker, ...] = ()
-    _at_entry: set[int] | None = None  # ids of intents made at those levels (left untied)
+    _entry_levels: tuple[tuple[Any, Any, Any], ...] = ()  # (connection, savepoint id or None, pending list)
+    _entry_others: tuple[Any, ...] = ()  # this thread's other connections
+    _at_entry: list[Intent] | None = None  # the intents made at those levels (left untied)
 
     def __init__(
         self,
@@ -280,36 +282,58 @@ class DjangoScope(Scope):
             tie = self._tie = _TieToTransactions()
             tie.thread = _get_ident()
             tie.wrappers = _thread_connections()
-            self._entry = {
-                id(c): (c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
+            levels = [
+                (c, c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
                 for c in tie.wrappers
                 if c.in_atomic_block
-            }
+            ]
+            if levels:
+                self._entry = {id(c): (key, pending) for c, key, pending in levels}
+                self._entry_levels = tuple(levels)
+                self._entry_others = tuple(c for c in tie.wrappers if all(c is not e[0] for e in levels))
         return self
 
     __enter__ = enter
 
     def _add(self, intent: Intent) -> None:
+        levels = self._entry_levels
+        if levels and self._tie.thread == _get_ident():  # type: ignore[union-attr]
+            # The lean path (a root scope inside atomic()): still at the level
+            # it was entered at, on every database, and no other block open?
+            for connection, key, pending in levels:
+                if connection.run_on_commit is not pending:
+                    break
+                ids = connection.savepoint_ids
+                if (ids[-1] if ids else None) != key:
+                    break
+            else:
+                if not any(c.in_atomic_block for c in self._entry_others):
+                    self._note_at_entry(intent)
+                    super()._add(intent)
+                    return
         tie = self._tie
         if tie is None:
             tie = self._tie = _TieToTransactions()
         meta = intent._meta
         if tie(intent, self._entry):
-            at_entry = self._at_entry
-            if at_entry is None:
-                at_entry = self._at_entry = set()
-                # What the flush asks if the scope outlived its level (used
-                # imperatively): did that level commit or roll back?
-                entry = self._entry or {}
-                self._entry_markers = tuple(_marker_for(c) for c in tie.wrappers if id(c) in entry)
-            at_entry.add(id(intent))
+            self._note_at_entry(intent)
         if intent._meta is not meta:
             self._needs_filter = True  # tied: the flush drops it if its block rolled back
         super()._add(intent)
 
-    def _is_tied(self, intent: Intent) -> bool:
-        """Whether ``intent`` was made inside a transaction."""
-        return _has_marker(intent) or (self._at_entry is not None and id(intent) in self._at_entry)
+    def _note_at_entry(self, intent: Intent) -> None:
+        at_entry = self._at_entry
+        if at_entry is None:
+            at_entry = self._at_entry = []
+            # What the flush asks if the scope outlived its level (used
+            # imperatively): did that level commit or roll back?
+            self._entry_markers = tuple(_marker_for(e[0]) for e in self._entry_levels)
+        at_entry.append(intent)
+
+    def _tied(self, intents: list[Intent]) -> list[bool]:
+        """For each intent, whether it was made inside a transaction."""
+        at_entry = {id(i) for i in self._at_entry} if self._at_entry else set()
+        return [_has_marker(i) or id(i) in at_entry for i in intents]
 
     def _entry_rolled_back(self) -> bool:
         """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
@@ -357,9 +381,10 @@ class DjangoScope(Scope):
     def _dispatch_all(self, intents: list[Intent]) -> None:
         at_entry = self._at_entry
         if at_entry and self._entry_rolled_back():
-            intents = [intent for intent in intents if id(intent) not in at_entry]
+            void = {id(intent) for intent in at_entry}
+            intents = [intent for intent in intents if id(intent) not in void]
         if self._transaction_bound_only:
-            intents = [intent for intent in intents if self._is_tied(intent)]
+            intents = [intent for intent, tied in zip(intents, self._tied(intents), strict=True) if tied]
         if not intents:
             return
         dispatch_now = super()._dispatch_all
@@ -409,7 +434,10 @@ class DjangoScope(Scope):
         """
         if self._executor is not sync_executor or self._transaction_bound_only:
             return True
-        return not all(inspect.iscoroutinefunction(i._task) and not self._is_tied(i) for i in intents)
+        tied = self._tied(intents)
+        return not all(
+            inspect.iscoroutinefunction(i._task) and not t for i, t in zip(intents, tied, strict=True)
+        )
 
     def dispatch_transaction_bound_only(self) -> None:
         """From now on this scope's flush dispatches only intents made inside a transaction.
