@@ -67,13 +67,13 @@ def enqueue(
     if checks is None:
         checks = scope._resolve_checks()
     if checks or policies:
-        scope._judge(intent, checks)
-    if scope._custom_add:
-        scope._add(intent)
-    else:  # Scope._add, inlined
-        scope._buffer.append(intent)
-        if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
-            scope._late([intent])
+        scope._judge_and_add(intent, checks)
+        return intent
+    # Nothing to judge, and Scope._add (inlined): a scope class that
+    # overrides _add always has checks (see _resolve_checks).
+    scope._buffer.append(intent)
+    if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
+        scope._late([intent])
     return intent
 
 

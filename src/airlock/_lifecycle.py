@@ -32,7 +32,7 @@ from . import _config, _context, _observe
 from ._dispatch import Dispatching, execute, report_undispatched
 from ._errors import ScopeStateError, UsageError
 from ._intent import Intent, _Meta
-from ._judge import asks_on_enqueue, checked_subsequence, distinct, judge, selector
+from ._judge import _ALLOWS_EVERYTHING, _NOOP_ON_ENQUEUE, asks_on_enqueue, checked_subsequence, distinct, judge, selector
 from ._policies import AllowAll, check_policy
 from ._protocols import Policy
 
@@ -94,7 +94,6 @@ class Scope(Dispatching):
     _asked: tuple[Any, ...] = ()  # the scope policies whose on_enqueue is in _checks
     _captured: dict[int, tuple[Any, ...]] | None = None  # id(intent) -> policies it passed through
     _needs_filter = False  # some intent has local policies or conditions
-    _custom_add = False  # the class overrides _add
     _sealed = 0  # where the seal marker is, once flush/discard sealed the buffer
     _origin: str | None = None
     _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
@@ -263,8 +262,6 @@ class Scope(Dispatching):
             self._awaits = self._computed_awaits()
         if self._origin is not None:
             self._shared_meta = _Meta(origin=self._origin)
-        if type(self)._add is not _base_add:
-            self._custom_add = True
         self._token = _set_current(self)
         self._state = _ACTIVE
         return self
@@ -361,6 +358,8 @@ class Scope(Dispatching):
         self.exit()
         if self._state != _EXITED:
             return []
+        if error is None and flush and type(self).should_flush is _base_should_flush:
+            return self.flush()  # the default decision, without the calls (every scope ends here)
         if self._decide(error, flush):
             return self.flush()
         self.discard()
@@ -414,16 +413,11 @@ class Scope(Dispatching):
         self._state = state
         buffer = self._buffer
         buffer.append(_SEAL)
-        # The marker is nearly always last; late enqueues may append after it
-        # (and take theirs out again), never before it.
         k = len(buffer) - 1
-        while True:
-            try:
-                if buffer[k] is _SEAL:
-                    break
-            except IndexError:  # a late enqueue took its intent out meanwhile
-                k = len(buffer)
-            k -= 1
+        if not k:
+            return []  # it was empty (and _sealed is already 0)
+        if buffer[k] is not _SEAL:
+            k = _find_seal(buffer)
         self._sealed = k
         return buffer[:k]
 
@@ -456,12 +450,13 @@ class Scope(Dispatching):
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
-        if self._parent is None and type(self).enqueue_checks is _base_enqueue_checks:
+        custom_add = type(self)._add is not _base_add
+        if self._parent is None and type(self).enqueue_checks is _base_enqueue_checks and not custom_add:
             # The usual case, kept short: one scope, the default checks.
             policy, executor = self._policy, self._executor
             validate = None if executor is execute else getattr(executor, "validate", None)
             checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
-            if asks_on_enqueue(policy):
+            if getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE:
                 self._asked = (policy,)
                 checks = (_on_enqueue_of(policy), *checks)
             self._checks = checks
@@ -478,10 +473,18 @@ class Scope(Dispatching):
                 if not any(check == c for c in found):
                     found.append(check)
         self._asked = asked
+        if custom_add:
+            # Never empty, so that enqueue always goes through _add.
+            found.append(_nothing_to_check)
         # Policies first (innermost first), each looked up when called.
         resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(found)
         self._checks = resolved
         return resolved
+
+    def _judge_and_add(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
+        """Judge ``intent`` at enqueue, then hand it to :meth:`_add`."""
+        self._judge(intent, checks)
+        self._add(intent)
 
     def _judge(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
         """Run the enqueue-time judgement of ``intent`` (under the judging guard)."""
@@ -519,6 +522,20 @@ class Scope(Dispatching):
     def _route(self, intents: list[Intent]) -> list[Intent]:
         """The intents this flush dispatches now (judged); the rest go to ancestors."""
         try:
+            if self._parent is None and not self._needs_filter and not self._captured:
+                # One scope, plain intents: judged by its policy alone.
+                policy = self._policy
+                if (
+                    getattr(type(policy), "allows", None) is _ALLOWS_EVERYTHING
+                    and not getattr(policy, "__dict__", True)
+                    and getattr(policy, "select", None) is None
+                ):
+                    now = intents  # it allows everything
+                else:
+                    now = self._judged(intents)
+                if _observe.observers or _debug_enabled(10):
+                    self._ended(intents, now, [])
+                return now
             kept = [i for i in intents if not i._is_void()] if self._needs_filter else intents
             if self._parent is None or self.dispatches_own_intents:
                 now = self._judged(kept)
@@ -531,13 +548,15 @@ class Scope(Dispatching):
             report_undispatched(self, exc, intents, f"was raised while {self!r} was flushing")
             raise
         if _observe.observers or _debug_enabled(10):
-            now_ids = {id(i) for i in now}
-            out_ids = now_ids | {id(i) for i in captured}
-            dropped = tuple(i for i in intents if id(i) not in out_ids)
-            _observe.scope_ended(
-                _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
-            )
+            self._ended(intents, now, captured)
         return now
+
+    def _ended(self, intents: list[Intent], now: list[Intent], captured: list[Intent]) -> None:
+        out_ids = {id(i) for i in now} | {id(i) for i in captured}
+        dropped = tuple(i for i in intents if id(i) not in out_ids)
+        _observe.scope_ended(
+            _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
+        )
 
     def _tail(self) -> tuple[Any, ...]:
         """The policies that judge at this own-dispatching scope's final dispatch, innermost first."""
@@ -638,8 +657,26 @@ class Scope(Dispatching):
 
 
 _base_add = Scope._add
+_base_should_flush = Scope.should_flush
 _base_enqueue_checks = Scope.enqueue_checks
 _base_before_descendant_flushes = Scope.before_descendant_flushes
+
+
+def _find_seal(buffer: list[Intent]) -> int:
+    # Late enqueues may append after the marker (and take theirs out again),
+    # never before it.
+    k = len(buffer) - 1
+    while True:
+        try:
+            if buffer[k] is _SEAL:
+                return k
+        except IndexError:  # a late enqueue took its intent out meanwhile
+            k = len(buffer)
+        k -= 1
+
+
+def _nothing_to_check(intent: Intent) -> None:
+    pass
 
 
 def _on_enqueue_of(policy: Any) -> Callable[[Intent], None]:
