@@ -280,10 +280,11 @@ class Scope(Dispatching):
         # intents awaits: this one if it dispatches its own or has no parent
         # (or the parent may let intents through), and then the parent's.
         parent = self._parent
+        awaits = self._async and not self._defers_sync_only()
         if parent is None or self.dispatches_own_intents:
-            return self._async
+            return awaits
         captures_all = type(parent).before_descendant_flushes is _base_before_descendant_flushes
-        return parent._awaits and (captures_all or self._async)
+        return parent._awaits and (captures_all or awaits)
 
     def exit(self) -> None:
         """Stop being the active scope. Then :meth:`flush` or :meth:`discard` (or use :meth:`end`).
@@ -327,14 +328,25 @@ class Scope(Dispatching):
         return now
 
     async def aflush(self) -> list[Intent]:
-        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors."""
+        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors.
+
+        A subclass that overrides only :meth:`_dispatch_all` (to defer) is
+        honoured: its ``_dispatch_all`` runs, exactly as under ``flush()``.
+        """
         intents = self._seal(_FLUSHED, "flush")
         if not intents:
             return []
         now = self._route(intents)
         if now:
-            await self._adispatch_all(now)
+            if self._defers_sync_only():
+                self._dispatch_all(now)
+            else:
+                await self._adispatch_all(now)
         return now
+
+    def _defers_sync_only(self) -> bool:
+        cls = type(self)
+        return cls._dispatch_all is not _base_dispatch_all and cls._adispatch_all is _base_adispatch_all
 
     def discard(self) -> list[Intent]:
         """Drop every buffered intent (own and captured); return them."""
@@ -657,6 +669,8 @@ class Scope(Dispatching):
 
 
 _base_add = Scope._add
+_base_dispatch_all = Scope._dispatch_all
+_base_adispatch_all = Scope._adispatch_all
 _base_should_flush = Scope.should_flush
 _base_enqueue_checks = Scope.enqueue_checks
 _base_before_descendant_flushes = Scope.before_descendant_flushes
