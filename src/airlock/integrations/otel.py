@@ -38,8 +38,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import Status, StatusCode
+from ._extras import requires
+
+with requires("otel"):
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import Status, StatusCode
 
 import airlock
 from airlock import DispatchEvent, Intent, ScopeEndEvent

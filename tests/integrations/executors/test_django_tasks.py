@@ -10,7 +10,8 @@ due, then returns.
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from unittest.mock import Mock
 
 import pytest
 from django_tasks_db.management.commands.db_worker import Worker
@@ -65,7 +66,9 @@ def test_discarded_scope_enqueues_nothing() -> None:
 
 def test_queue_name_routes_to_that_queue() -> None:
     with airlock.scope(executor=django_tasks_executor):
-        airlock.enqueue(record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7})
+        airlock.enqueue(
+            record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7}
+        )
     run_worker("default")
     (row,) = DBTaskResult.objects.all()
     assert (row.queue_name, row.priority, row.status) == ("airlock-exec-other", 7, "READY")
@@ -75,7 +78,7 @@ def test_queue_name_routes_to_that_queue() -> None:
 
 
 def test_run_after_holds_the_task_back() -> None:
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     with airlock.scope(executor=django_tasks_executor):
         airlock.enqueue(record, "later", _dispatch_options={"run_after": later})
     run_worker()
@@ -97,7 +100,9 @@ def test_unserializable_argument_fails_at_enqueue() -> None:
 
 def test_bad_options_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_tasks_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown django-tasks dispatch option 'queue'.*'queue_name'"):
+        with pytest.raises(
+            TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"
+        ):
             airlock.enqueue(record, 1, _dispatch_options={"queue": "x"})
         with pytest.raises(TypeError, match=r"record with dispatch options .*not-a-queue"):
             airlock.enqueue(record, 1, _dispatch_options={"queue_name": "not-a-queue"})
@@ -127,7 +132,57 @@ def test_task_objects_are_tasks_for_the_core() -> None:
         airlock.enqueue(object())  # type: ignore[arg-type]
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    seen: list[int] = []
     with airlock.scope(executor=django_tasks_executor):
-        with pytest.raises(TypeError, match=r"append is a plain callable, not a django task.*'delay'"):
-            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+        airlock.enqueue(seen.append, 1, _dispatch_options={"priority": 5})
+        assert seen == []
+    assert seen == [1]
+
+
+def test_a_test_double_receives_the_call_the_task_would() -> None:
+    task = Mock(spec=type(record))
+    with airlock.scope(executor=django_tasks_executor):
+        airlock.enqueue(task, 1, _name="notify", to="ada")
+        airlock.enqueue(task, 2, _name="notify", _dispatch_options={"priority": 7, "queue_name": "mail"})
+        task.enqueue.assert_not_called()
+    task.enqueue.assert_called_once_with(1, to="ada")
+    # using() ran twice: once to validate the options at enqueue, once to dispatch.
+    task.using.assert_called_with(priority=7, queue_name="mail")
+    task.using.return_value.enqueue.assert_called_once_with(2)
+
+
+class TaskProxy:
+    """Forwards every attribute to the task it wraps (what tracing wrappers do)."""
+
+    def __init__(self, task: object) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._task, name)
+
+
+def test_a_proxy_is_enqueued_like_the_task() -> None:
+    with airlock.scope(executor=django_tasks_executor):
+        airlock.enqueue(TaskProxy(record), "proxied", _name="record")  # type: ignore[arg-type]
+        airlock.enqueue(
+            TaskProxy(record),
+            "routed",
+            _name="record",  # type: ignore[arg-type]
+            _dispatch_options={"queue_name": "airlock-exec-other"},
+        )
+    run_worker()
+    run_worker("airlock-exec-other")
+    rows = DBTaskResult.objects.order_by("enqueued_at")
+    assert [(row.queue_name, row.status, row.return_value["value"]) for row in rows] == [
+        ("default", "SUCCESSFUL", "proxied"),
+        ("airlock-exec-other", "SUCCESSFUL", "routed"),
+    ]
+
+
+def test_django_6_runs_on_djangos_own_task_framework() -> None:
+    """On Django >= 6.0 (``make test-django6``) the tasks are ``django.tasks``' own, not the backport's."""
+    import django
+
+    expected = "django.tasks." if django.VERSION >= (6, 0) else "django_tasks."
+    assert type(record).__module__.startswith(expected), type(record)
