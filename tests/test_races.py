@@ -163,3 +163,42 @@ def test_a_thread_pool_handed_the_scope_lands_every_intent() -> None:
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(airlock.carry_context(lambda n: airlock.enqueue(rec.append, n)), range(100)))
     assert sorted(rec) == list(range(100))
+
+
+def test_a_capture_that_lands_after_the_ancestor_sealed_is_refused() -> None:
+    # Another thread seals the enclosing scope right before the captured
+    # batch is appended: the batch comes after the seal, so it is taken back
+    # out and the flush of the nested scope fails loudly.
+    outer = airlock.Scope()
+
+    class SealsFirst(list[Any]):
+        def extend(self, items: Any) -> None:
+            outer.exit()
+            outer.flush()  # the owner, "in another thread", flushes just now
+            super().extend(items)
+
+    outer._buffer = SealsFirst()
+    rec = Recorder()
+    outer.enter()
+    inner = airlock.Scope().enter()
+    airlock.enqueue(rec.task("x"))
+    inner.exit()
+    with pytest.raises(airlock.ScopeStateError, match="cannot be captured"):
+        inner.flush()
+    assert outer.is_flushed and outer.intents == [] and rec.calls == []
+
+
+def test_a_late_enqueue_before_the_seal_is_taken_by_the_flush() -> None:
+    # Found sealed, but no marker yet: the flush will append it after the
+    # intent, so the intent is in the flush.
+    s = airlock.Scope()
+    intent = airlock.Intent(print)
+    s._buffer.append(intent)
+    s._state = _lifecycle._FLUSHED
+    s._late([intent])  # returns: taken
+    assert s._buffer == [intent]
+
+
+def test_the_seal_is_found_behind_late_appends() -> None:
+    a, b, c = airlock.Intent(print), airlock.Intent(print), airlock.Intent(print)
+    assert _lifecycle._find_seal([a, _lifecycle._SEAL, b, c]) == 1

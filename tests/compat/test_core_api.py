@@ -275,3 +275,19 @@ def test_flushing_or_discarding_an_active_scope_says_still_active() -> None:
             s.flush()
         with pytest.raises(airlock.ScopeStateError, match=r"Cannot discard .* while scope is still active"):
             s.discard()
+
+
+def test_async_with_does_not_flush_again_a_scope_whose_exit_did() -> None:
+    import asyncio
+
+    class EagerScope(Scope):
+        def exit(self) -> None:
+            super().exit()
+            self.flush()
+
+    async def main() -> Scope:
+        async with EagerScope() as s:
+            airlock.enqueue(send_email, 1)
+        return s
+
+    assert asyncio.run(main()).is_flushed and sent == [1]
