@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Dispatching", "execute", "report_undispatched"]
 
 logger = _observe.logger
+_debug_enabled = logger.isEnabledFor
 
 # Methods a task-queue task has and a plain function does not (Celery,
 # Dramatiq, Huey, Django tasks): running one in-process is usually a mistake.
@@ -114,11 +115,15 @@ class Dispatching:
         commits) and call ``super()._dispatch_all(intents)`` then.
         """
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _debug_enabled(10)
         started = perf_counter() if listening else 0.0
         # The default hook with the default executor: run plain functions
         # inline, one call frame per intent instead of three.
-        inline = getattr(self._dispatch_one, "__func__", None) is _base_dispatch_one and self._executor is execute
+        inline = (
+            self._executor is execute
+            and type(self)._dispatch_one is _base_dispatch_one
+            and "_dispatch_one" not in self.__dict__
+        )
         intent = None
         try:
             for intent in intents:
@@ -147,7 +152,7 @@ class Dispatching:
         the intents left undispatched.
         """
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _debug_enabled(10)
         started = perf_counter() if listening else 0.0
         intent = None
         try:

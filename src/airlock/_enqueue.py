@@ -55,23 +55,25 @@ def enqueue(
         intent._meta = _meta(scope, _name, _origin, _dispatch_options, policies)
     if scope._state > _EXITED:  # flushed/discarded, or a policy is judging
         scope._refuse(intent)
-    if not scope._awaits:
+    if not scope._awaits and task is not scope._sync_task:
         # A scope that flushes synchronously could never await a coroutine
-        # task: say so here, at the line that asked for it.
+        # task: say so here, at the line that asked for it. (The scope
+        # remembers the last task that passed: loops enqueue the same one.)
         code = getattr(task, "__code__", None)
         if code is None or code.co_flags & _CO_COROUTINE:
             _refuse_coroutine(task, intent)
+        scope._sync_task = task
     checks = scope._checks
     if checks is None:
         checks = scope._resolve_checks()
     if checks or policies:
-        scope._judge(intent, checks)
-    if scope._custom_add:
-        scope._add(intent)
-    else:  # Scope._add, inlined
-        scope._buffer.append(intent)
-        if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
-            scope._late(intent)
+        scope._judge_and_add(intent, checks)
+        return intent
+    # Nothing to judge, and Scope._add (inlined): a scope class that
+    # overrides _add always has checks (see _resolve_checks).
+    scope._buffer.append(intent)
+    if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
+        scope._late([intent])
     return intent
 
 
