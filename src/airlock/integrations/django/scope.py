@@ -138,19 +138,37 @@ class _TieToTransactions:
     database the block was on. The thread's connections are looked up once per
     scope and thread (Django's per-thread store is slow to read), not per intent.
 
-    One instance per scope (it lives and dies with it); equal to any other
-    instance, so nested DjangoScopes run the check once.
+    The check of a root :class:`DjangoScope` entered inside ``atomic()`` knows
+    that scope's entry levels: an intent made at one of them needs no
+    condition (the flush registers at that level), and is only noted on the
+    scope. One instance per scope (it lives and dies with it); equal to any
+    other instance, so nested DjangoScopes run the check once.
     """
 
-    __slots__ = ("thread", "wrappers", "last")
+    __slots__ = ("thread", "wrappers", "last", "scope", "levels", "others", "entry")
 
-    def __init__(self) -> None:
+    def __init__(self, scope: DjangoScope | None = None) -> None:
         self.thread = 0
         self.wrappers: tuple[BaseDatabaseWrapper, ...] = ()
         # (meta before, condition, meta after) of the last intent tied here: the
         # next intent made at the same level shares the result instead of
         # building its own (metadata is never mutated, only replaced).
         self.last: tuple[Any, Any, Any] = (None, None, None)
+        self.scope = scope
+        self.levels: tuple[tuple[Any, Any, Any], ...] = ()  # (connection, savepoint id or None, pending list)
+        self.others: tuple[BaseDatabaseWrapper, ...] = ()  # this thread's other connections
+        self.entry: dict[int, tuple[Any, Any]] = {}
+        if scope is not None:
+            self.thread = _get_ident()
+            self.wrappers = _thread_connections()
+            levels = [
+                (c, c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
+                for c in self.wrappers
+                if c.in_atomic_block
+            ]
+            self.levels = tuple(levels)
+            self.others = tuple(c for c in self.wrappers if all(c is not e[0] for e in levels))
+            self.entry = {id(c): (key, pending) for c, key, pending in levels}
 
     def __eq__(self, other: object) -> bool:
         return type(other) is _TieToTransactions
@@ -158,14 +176,25 @@ class _TieToTransactions:
     def __hash__(self) -> int:
         return hash(_TieToTransactions)
 
-    def __call__(self, intent: Intent, entry: dict[int, tuple[Any, Any]] | None = None) -> bool:
-        """Tie ``intent``; return whether it was made at one of the ``entry`` levels (and left untied there).
-
-        ``entry`` maps ``id(connection)`` to ``(savepoint id or None, pending on-commit list)``.
-        """
+    def __call__(self, intent: Intent) -> None:
+        levels = self.levels
+        if levels and self.thread == _get_ident():
+            # The lean path: still at the level the scope was entered at, on
+            # every database, and no other block open?
+            for connection, key, pending in levels:
+                if connection.run_on_commit is not pending:
+                    break
+                ids = connection.savepoint_ids
+                if (ids[-1] if ids else None) != key:
+                    break
+            else:
+                if not any(c.in_atomic_block for c in self.others):
+                    self.scope._note_at_entry(intent)  # type: ignore[union-attr]
+                    return
         if self.thread != _get_ident():
             self.thread = _get_ident()
             self.wrappers = _thread_connections()
+        entry = self.entry
         at_entry = False
         for connection in self.wrappers:
             if connection.in_atomic_block:
@@ -184,7 +213,8 @@ class _TieToTransactions:
                 else:
                     intent.add_condition(alive)
                     self.last = (meta, alive, intent._meta)
-        return at_entry
+        if at_entry:
+            self.scope._note_at_entry(intent)  # type: ignore[union-attr]
 
 
 def _has_marker(intent: Intent) -> bool:
@@ -231,11 +261,8 @@ class DjangoScope(Scope):
 
     __slots__ = ("_using",)
     _transaction_bound_only = False
-    _tie: _TieToTransactions | None = None
-    _entry: dict[int, tuple[Any, Any]] | None = None  # the atomic() levels a root scope was entered at
+    _tie: _TieToTransactions | None = None  # a root scope's check, when entered inside atomic()
     _entry_markers: tuple[_Marker, ...] = ()
-    _entry_levels: tuple[tuple[Any, Any, Any], ...] = ()  # (connection, savepoint id or None, pending list)
-    _entry_others: tuple[Any, ...] = ()  # this thread's other connections
     _at_entry: list[Intent] | None = None  # the intents made at those levels (left untied)
 
     def __init__(
@@ -267,59 +294,25 @@ class DjangoScope(Scope):
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
         yield from super().enqueue_checks()
-        # A DjangoScope ties its own intents in _add (no judging round trip per
-        # intent); a scope of another class nested in this one gets the check.
-        if not isinstance(get_current_scope(), DjangoScope):
-            yield _TieToTransactions()  # type: ignore[misc]  # called with the intent only
+        tie = self._tie
+        if tie is not None and get_current_scope() is self:
+            yield tie  # knows this root scope's own atomic() level
+        else:
+            yield _TieToTransactions()  # called with the intent only
 
     def enter(self) -> Scope:
         super().enter()
-        if self._parent is None and not self._entry:
+        if self._parent is None and self._tie is None:
             # A root scope entered inside atomic() flushes at that level (a
             # ``with`` block cannot outlive it), where the one on-commit
             # registration of the flush already follows the block's fate: its
             # intents made at that very level need no condition of their own.
-            tie = self._tie = _TieToTransactions()
-            tie.thread = _get_ident()
-            tie.wrappers = _thread_connections()
-            levels = [
-                (c, c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
-                for c in tie.wrappers
-                if c.in_atomic_block
-            ]
-            if levels:
-                self._entry = {id(c): (key, pending) for c, key, pending in levels}
-                self._entry_levels = tuple(levels)
-                self._entry_others = tuple(c for c in tie.wrappers if all(c is not e[0] for e in levels))
+            tie = _TieToTransactions(self)
+            if tie.levels:
+                self._tie = tie
         return self
 
     __enter__ = enter
-
-    def _add(self, intent: Intent) -> None:
-        levels = self._entry_levels
-        if levels and self._tie.thread == _get_ident():  # type: ignore[union-attr]
-            # The lean path (a root scope inside atomic()): still at the level
-            # it was entered at, on every database, and no other block open?
-            for connection, key, pending in levels:
-                if connection.run_on_commit is not pending:
-                    break
-                ids = connection.savepoint_ids
-                if (ids[-1] if ids else None) != key:
-                    break
-            else:
-                if not any(c.in_atomic_block for c in self._entry_others):
-                    self._note_at_entry(intent)
-                    super()._add(intent)
-                    return
-        tie = self._tie
-        if tie is None:
-            tie = self._tie = _TieToTransactions()
-        meta = intent._meta
-        if tie(intent, self._entry):
-            self._note_at_entry(intent)
-        if intent._meta is not meta:
-            self._needs_filter = True  # tied: the flush drops it if its block rolled back
-        super()._add(intent)
 
     def _note_at_entry(self, intent: Intent) -> None:
         at_entry = self._at_entry
@@ -327,7 +320,7 @@ class DjangoScope(Scope):
             at_entry = self._at_entry = []
             # What the flush asks if the scope outlived its level (used
             # imperatively): did that level commit or roll back?
-            self._entry_markers = tuple(_marker_for(e[0]) for e in self._entry_levels)
+            self._entry_markers = tuple(_marker_for(e[0]) for e in self._tie.levels)  # type: ignore[union-attr]
         at_entry.append(intent)
 
     def _tied(self, intents: list[Intent]) -> list[bool]:
@@ -337,7 +330,7 @@ class DjangoScope(Scope):
 
     def _entry_rolled_back(self) -> bool:
         """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
-        entry = self._entry or {}
+        entry = self._tie.entry if self._tie is not None else {}
         for marker in self._entry_markers:
             connection = marker.connection
             level = entry[id(connection)]
