@@ -126,19 +126,23 @@ class Dispatching:
         )
         intent = None
         try:
-            for intent in intents:
-                try:
-                    if inline:
+            if inline:
+                for intent in intents:
+                    try:
                         task = intent._task
                         result = (
                             task(*intent._args, **intent._kwargs) if type(task) is FunctionType else execute(intent)
                         )
                         if result is not None and inspect.isawaitable(result):
                             _refuse_awaitable(intent, result)
-                    else:
+                    except Exception as exc:
+                        failures.append((intent, exc))
+            else:
+                for intent in intents:
+                    try:
                         self._dispatch_one(intent)
-                except Exception as exc:
-                    failures.append((intent, exc))
+                    except Exception as exc:
+                        failures.append((intent, exc))
         except BaseException as exc:
             self._interrupted(exc, intents, intent, failures)
             raise

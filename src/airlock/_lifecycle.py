@@ -55,6 +55,8 @@ _debug_enabled = _observe.logger.isEnabledFor
 _late_lock = threading.Lock()
 #: The seal marker a flush/discard appends to a buffer (never handed out).
 _SEAL: Final[Intent] = object.__new__(Intent)
+#: No task yet (``None`` is a task that must fail the checks).
+_NO_TASK: Final = object()
 #: The policy of scopes when none was given or configured.
 _DEFAULT_POLICY: Final = AllowAll()
 
@@ -87,7 +89,7 @@ class Scope(Dispatching):
     _state = _NEW
     _async = False  # entered with ``async with`` / aenter()
     _awaits = False  # coroutine tasks enqueued here will be awaited
-    _sync_task: object = None  # the last task enqueued here found not to be a coroutine function
+    _last_task: object = _NO_TASK  # the last task that passed enqueue's per-task checks here
     _parent: Scope | None = None
     _token: Token[Any] | None = None
     _checks: tuple[Callable[[Intent], None], ...] | None = None  # resolved at the first enqueue
@@ -108,25 +110,32 @@ class Scope(Dispatching):
         *,
         origin: str | None = None,
     ) -> None:
+        config = _config._snapshot
         if policy is None:
-            policy = _config._snapshot.policy
+            policy = config.policy
             if policy is None:
                 policy = _DEFAULT_POLICY
         else:
             check_policy(policy, f"{type(self).__name__}(policy=...)")
         if executor is None:
-            executor = _config._snapshot.executor
+            executor = config.executor
             if executor is None:
                 executor = execute
         elif not callable(executor):
             raise TypeError(f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}")
-        if origin is not None:
-            if not isinstance(origin, str):
-                raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
-            self._origin = origin
+        if origin is not None and not isinstance(origin, str):
+            raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
+        # Everything ``enqueue`` and the lifecycle read lives on the instance,
+        # set here in a fixed order: CPython 3.11 specialises instance-attribute
+        # reads, not reads of class-level defaults through an instance.
+        self._state = _NEW
+        self._origin = origin
         self._policy = policy
         self._executor = executor
         self._buffer: list[Intent] = []
+        self._shared_meta = None
+        self._last_task = _NO_TASK
+        self._checks = None
 
     # -- read-only views --------------------------------------------------
 
@@ -261,6 +270,7 @@ class Scope(Dispatching):
             if self._origin is None:
                 self._origin = parent._origin
             self._awaits = self._computed_awaits()
+            self._last_task = _NO_TASK
         if self._origin is not None:
             self._shared_meta = _Meta(origin=self._origin)
         self._token = _set_current(self)
@@ -274,6 +284,7 @@ class Scope(Dispatching):
         self.enter()
         self._async = True
         self._awaits = self._computed_awaits()
+        self._last_task = _NO_TASK  # checked again against the new answer
         return self
 
     def _computed_awaits(self) -> bool:
@@ -320,9 +331,17 @@ class Scope(Dispatching):
         Intents that an enclosing scope captures are not dispatched by this
         scope (and not returned): they wait for the enclosing scope.
         """
-        intents = self._seal(_FLUSHED, "flush")
-        if not intents:
+        # _seal(), inlined for the scope that ends every request and task.
+        state = self._state
+        if state != _EXITED and state != _NEW:
+            self._wrong_state("flush")
+        self._state = _FLUSHED
+        buffer = self._buffer
+        buffer.append(_SEAL)
+        k = len(buffer) - 1
+        if not k:
             return []
+        intents = self._taken(buffer, k)
         now = self._route(intents)
         if now:
             self._dispatch_all(now)
@@ -429,6 +448,10 @@ class Scope(Dispatching):
         k = len(buffer) - 1
         if not k:
             return []  # it was empty (and _sealed is already 0)
+        return self._taken(buffer, k)
+
+    def _taken(self, buffer: list[Intent], k: int) -> list[Intent]:
+        """What a seal appended at (or, with late enqueues, before) ``k`` takes."""
         if buffer[k] is not _SEAL:
             k = _find_seal(buffer)
         self._sealed = k
