@@ -188,8 +188,14 @@ class _TieToTransactions:
                 if (ids[-1] if ids else None) != key:
                     break
             else:
-                if not any(c.in_atomic_block for c in self.others):
-                    self.scope._note_at_entry(intent)  # type: ignore[union-attr]
+                others = self.others
+                if not (others and any(c.in_atomic_block for c in others)):
+                    scope: Any = self.scope
+                    noted = scope._at_entry
+                    if noted is not None:
+                        noted.append(intent)
+                    else:
+                        scope._note_at_entry(intent)
                     return
         if self.thread != _get_ident():
             self.thread = _get_ident()
