@@ -299,7 +299,7 @@ def test_cli_init_status_prune_retry(db_url: str, capsys: pytest.CaptureFixture[
         assert cli(["retry", "--url", db_url, "--table", name, ids[1]]) == 0
         assert "1 row(s) back to pending" in capsys.readouterr().out
         assert cli(["prune", "--url", db_url, "--table", name, "--older-than", "0"]) == 0
-        assert "pruned 1 done row(s)" in capsys.readouterr().out
+        assert "pruned 1 done/dead row(s)" in capsys.readouterr().out
         assert set(states(storage)) == {ids[1]}
         with pytest.raises(SystemExit):
             cli(["relay", "--url", db_url, "--executor", "no.such:executor"])

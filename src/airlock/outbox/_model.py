@@ -52,6 +52,7 @@ class ClaimedRow(NamedTuple):
     ordering_key: str | None
     origin: str | None
     attempts: int
+    context: str | None = None
 
 
 class Failure(NamedTuple):

@@ -47,6 +47,7 @@ class Payload(NamedTuple):
     options: str | None
     ordering_key: str | None
     origin: str | None
+    context: str | None = None  # carried context (e.g. traceparent), JSON; see _carriers
 
 
 _refs: dict[int, tuple[object, str]] = {}
@@ -74,6 +75,11 @@ def task_reference(task: object) -> str:
     if isinstance(name, str) and "." in name:
         mod, _, attr = name.rpartition(".")
         candidates.append(f"{mod}:{attr}")
+    if any(ref.startswith("__main__:") for ref in candidates):
+        raise OutboxSerializationError(
+            f"the outbox cannot store the task {task!r}: it is defined in __main__ (the script being run), "
+            "which the relay, another process, can never import; move it into a module and import it from there"
+        )
     for ref in candidates:
         try:
             found = resolve_task(ref)
@@ -127,12 +133,27 @@ def _encode(value: Any, what: str, intent: Intent) -> str:
         raise OutboxSerializationError(
             f"the outbox cannot store {intent.name}: {what} {value!r} is not JSON ({exc})"
         ) from None
+    _check_text(text, f"{what} {value!r}", intent)
     if not _same(json.loads(text), value):
         raise OutboxSerializationError(
             f"the outbox cannot store {intent.name}: {what} {value!r} would not come back the same from JSON "
             f"(it would read {json.loads(text)!r}); pass lists, dicts with string keys, str, int, float, bool or None"
         )
     return text
+
+
+def _check_text(text: str | None, what: str, intent: Intent) -> None:
+    # A lone surrogate ("\udc80", what os.fsdecode makes of undecodable bytes)
+    # is a valid Python str but no database column can hold it: refuse it
+    # here rather than in the INSERT at commit.
+    if text is not None and not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise OutboxSerializationError(
+                f"the outbox cannot store {intent.name}: {what} holds a string that cannot be encoded "
+                f"as UTF-8 ({exc.reason} at position {exc.start}), e.g. a lone surrogate"
+            ) from None
 
 
 def serialize_intent(intent: Intent) -> Payload:
@@ -153,9 +174,12 @@ def serialize_intent(intent: Intent) -> Payload:
                     f"the outbox cannot store {intent.name}: dispatch option {ORDERING_KEY_OPTION!r} must be "
                     f"a non-empty string of at most 200 characters, got {key!r}"
                 )
+            _check_text(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
             ordering_key = key
         for opt, value in options.items():
             _encode(value, f"dispatch option {opt!r}", intent)
+    _check_text(intent.name, "the name", intent)
+    _check_text(intent.origin, "the origin", intent)
     return Payload(
         task_ref=ref,
         name=intent.name,
