@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from airlock.outbox import SQLAlchemyStorage
+from outbox_helpers import fresh_storage
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
@@ -17,19 +16,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'outbox.db'}"
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
-
-
-@contextmanager
-def fresh_storage(url: str) -> Iterator[SQLAlchemyStorage]:
-    """A fresh outbox table (``airlock_outbox_<random>``) in the database at ``url``, dropped after."""
-    storage = SQLAlchemyStorage.from_url(url, f"airlock_outbox_{uuid.uuid4().hex[:10]}")
-    storage.create_table()
-    try:
-        yield storage
-    finally:
-        storage.close()
-        storage.drop_table()
-        storage.engine.dispose()
 
 
 @pytest.fixture

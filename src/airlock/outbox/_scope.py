@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, exc, insert, text
+from sqlalchemy import Table, event, insert, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -227,16 +227,18 @@ class OutboxScope(BaseOutboxScope):
             statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}))
         return statements
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        try:
-            for statement, params in self._statements(rows):
-                self._session.execute(statement, params)
-        except exc.MissingGreenlet:
-            # An AsyncSession outside its own calls (its commit runs before_commit in a greenlet: fine there).
+    def _dispatch_all(self, intents: list[Intent]) -> None:
+        if self._async_session is not None:
             raise UsageError(
                 "an OutboxScope on an AsyncSession writes its rows asynchronously: "
                 "use 'async with airlock.scope(...)'"
-            ) from None
+            )
+        super()._dispatch_all(intents)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        # Also called from before_commit, which an AsyncSession runs inside its own greenlet.
+        for statement, params in self._statements(rows):
+            self._session.execute(statement, params)
 
     async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
         if self._async_session is None:

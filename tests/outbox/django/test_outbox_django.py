@@ -97,10 +97,34 @@ def test_scope_around_the_transaction_still_drops_rolled_back_work() -> None:
             with transaction.atomic():
                 airlock.enqueue(record, 1)
                 raise KeyError
-        with transaction.atomic():
-            airlock.enqueue(record, 2)
         airlock.enqueue(record, 3)  # autocommit: stored at flush in its own transaction
-    assert stored() == [[2], [3]] and len(scope.stored_ids) == 2  # type: ignore[attr-defined]
+    assert stored() == [[3]] and len(scope.stored_ids) == 1  # type: ignore[attr-defined]
+
+
+def test_intent_whose_transaction_committed_before_the_flush_raises_and_stores_nothing() -> None:
+    # Django has no hook before a commit: the row cannot join the committed transaction,
+    # and writing it late (a crash away from being lost) is refused at the scope's exit.
+    with pytest.raises(airlock.UsageError, match=r"cannot store 1 intent\(s\) \(record\).*already committed"):
+        with outbox() as scope:
+            with transaction.atomic():
+                airlock.enqueue(record, 1)
+            airlock.enqueue(record, 2)
+    assert stored() == [] and scope.stored_ids == []  # type: ignore[attr-defined]
+
+
+def test_one_marker_per_transaction_level_not_per_intent() -> None:
+    from django.db import connection
+
+    with transaction.atomic():
+        with outbox():
+            for n in range(500):
+                airlock.enqueue(record, n)
+            with transaction.atomic():
+                for n in range(500):
+                    airlock.enqueue(record, n)
+            callbacks = len(connection.run_on_commit)
+    assert callbacks == 2  # one per level: flushing 1,000 intents checks 2 markers, not 1,000
+    assert len(stored()) == 1000
 
 
 def test_policies_nesting_and_checks() -> None:
@@ -149,7 +173,7 @@ def test_relay_command_dispatches_with_the_row_id() -> None:
     }  # fmt: skip
     out = StringIO()
     call_command("airlock_relay", "--prune", "0", stdout=out)
-    assert "pruned 2 done row(s)" in out.getvalue() and OutboxRow.objects.count() == 0
+    assert "pruned 2 done/dead row(s)" in out.getvalue() and OutboxRow.objects.count() == 0
 
 
 def test_poison_is_dead_lettered_and_retried_from_the_command() -> None:

@@ -13,13 +13,15 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus
-from .models import OutboxRow
+from .models import OutboxKey, OutboxRow
 
 __all__ = ["DjangoStorage"]
 
 logger = logging.getLogger("airlock.outbox")
 
-_COLUMNS = ("outbox_id", "seq", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "attempts")
+_COLUMNS = (
+    "outbox_id", "seq", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "attempts", "context",
+)  # fmt: skip
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -83,6 +85,7 @@ class DjangoStorage:
                     last_error=failure.error[:4000],
                     lease_until=None,
                     claim_token=None,
+                    done_at=None if failure.retry_at is not None else now,  # dead since: for pruning
                 )
             if released:
                 held.filter(outbox_id__in=released).update(
@@ -97,17 +100,32 @@ class DjangoStorage:
         age = None if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
         return OutboxStatus.from_counts(counts, failed=failed, oldest_age=age)
 
-    def prune(self, older_than: float) -> int:
-        cutoff = timezone.now() - dt.timedelta(seconds=older_than)
-        deleted, _ = self._rows().filter(state=DONE, done_at__lt=cutoff).delete()
-        return int(deleted)
+    def prune(self, older_than: float | None, dead_older_than: float | None = None) -> int:
+        """Delete done rows older than ``older_than`` seconds and dead rows dead longer than
+        ``dead_older_than`` (``None``: keep); return how many."""
+        now = timezone.now()
+        deleted = 0
+        for state, age in ((DONE, older_than), (DEAD, dead_older_than)):
+            if age is not None:
+                cutoff = now - dt.timedelta(seconds=age)
+                count, _ = self._rows().filter(state=state, done_at__lt=cutoff).delete()
+                deleted += int(count)
+        if deleted:
+            waiting = self._rows().filter(ordering_key=OuterRef("ordering_key"), state__in=(PENDING, INFLIGHT))
+            OutboxKey.objects.using(self.using).filter(~Exists(waiting)).delete()
+        return deleted
+
+    def recover(self) -> None:
+        """After a failed cycle (lost connection, database restart): drop the broken connections."""
+        self.close()
+        connections[self.using].close()
 
     def retry(self, ids: list[str]) -> int:
         """Put dead (or failed) rows back to pending, due now, with a fresh attempt count."""
         return int(
             self._rows()
             .filter(outbox_id__in=ids, state__in=(DEAD, PENDING))
-            .update(state=PENDING, attempts=0, available_at=None)
+            .update(state=PENDING, attempts=0, available_at=None, done_at=None)
         )
 
     def wait(self, timeout: float) -> bool:
