@@ -45,3 +45,17 @@ def orders(storage: SQLAlchemyStorage) -> Iterator[Table]:
         yield table
     finally:
         table.drop(storage.engine)
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def django_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test database with the outbox app migrated into it (``manage.py migrate``), cleaned up after."""
+    from django_outbox_procs import drop_outbox_tables, run
+
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    drop_outbox_tables(url)
+    run(url, "-m", "django", "migrate", "airlock_outbox", "-v", "0")
+    try:
+        yield url
+    finally:
+        drop_outbox_tables(url)

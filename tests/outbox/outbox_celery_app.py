@@ -9,8 +9,8 @@ from typing import Any
 import redis
 from celery import Celery
 
-BROKER = os.environ.get("AIRLOCK_OUTBOX_BROKER", "redis://127.0.0.1:6379/8")
-RESULTS = os.environ.get("AIRLOCK_OUTBOX_RESULTS", "redis://127.0.0.1:6379/9")
+BROKER = os.environ.get("AIRLOCK_OUTBOX_BROKER", "redis://127.0.0.1:6379/11")
+RESULTS = os.environ.get("AIRLOCK_OUTBOX_RESULTS", "redis://127.0.0.1:6379/11")
 QUEUE = os.environ.get("AIRLOCK_OUTBOX_QUEUE", "airlock-outbox-e2e")
 RESULTS_KEY = f"{QUEUE}:results"
 

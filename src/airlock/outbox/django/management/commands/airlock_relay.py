@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -30,6 +31,9 @@ class Command(BaseCommand):
             "--dead-retention", type=float, default=0, help="seconds; prune dead rows dead this long (0: keep)"
         )
         parser.add_argument("--until-idle", action="store_true", help="exit once nothing is left to claim")
+        parser.add_argument(
+            "--log-level", default="INFO", help="level of the relay's log on stderr, unless LOGGING configures it"
+        )
         parser.add_argument("--status", action="store_true", help="print the counts and exit")
         parser.add_argument("--json", action="store_true", help="with --status: print JSON")
         parser.add_argument("--prune", type=float, default=None, metavar="SECONDS", help="prune done rows and exit")
@@ -57,6 +61,7 @@ class Command(BaseCommand):
         if options["retry"]:
             self.stdout.write(f"{storage.retry(options['retry'])} row(s) back to pending")
             return
+        self._log_to_stderr(options["log_level"])
         executor = get_configuration()["executor"]
         if options["executor"]:
             try:
@@ -83,3 +88,16 @@ class Command(BaseCommand):
         finally:
             storage.close()
         self.stdout.write(f"relayed {stats.dispatched} row(s): {stats.failed} failed, {stats.dead} dead")
+
+    def _log_to_stderr(self, level: str) -> None:
+        """Show the relay's log (start, stats, failures, outages) unless the project's LOGGING routes it."""
+        log = logging.getLogger("airlock.outbox")
+        node: logging.Logger | None = log
+        while node is not None:  # a handler of the project's own (airlock's NullHandler does not count)
+            if any(not isinstance(h, logging.NullHandler) for h in node.handlers):
+                return
+            node = node.parent if node.propagate else None
+        handler = logging.StreamHandler(self.stderr._out)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(level.upper())
