@@ -362,3 +362,55 @@ def test_notify_wakes_an_idle_relay_at_once(pg_storage: SQLAlchemyStorage) -> No
         r.stop()
         thread.join(timeout=10)
     assert outbox_support.seen == [(1, "")] and r.stats.notified == 1
+
+
+def test_dead_rows_are_pruned_after_their_own_retention(storage: SQLAlchemyStorage) -> None:
+    ids = store(storage, (record, 1), (poison, 2), (poison, 3))
+    relay(storage, max_attempts=1).run(until_idle=True, handle_signals=False)
+    assert storage.status().dead == 2
+    with storage.engine.begin() as conn:
+        old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=31)
+        conn.execute(update(storage.table).where(storage.table.c.id == ids[1]).values(done_at=old))
+    assert storage.prune(None) == 0  # dead rows are kept unless asked
+    assert storage.prune(None, dead_older_than=30 * 24 * 3600) == 1
+    assert set(states(storage)) == {ids[0], ids[2]}
+    # The relay prunes them on its schedule when given a dead retention; a retried row is not dead any more.
+    assert storage.retry([ids[2]]) == 1
+    r = relay(storage, max_attempts=1, retention=None, dead_retention=0.0, prune_every=0.0)
+    r.run(until_idle=True, handle_signals=False)
+    assert set(states(storage)) == {ids[0]} and r.stats.pruned == 1
+
+
+def test_pruning_drops_ordering_keys_with_nothing_left_to_order(storage: SQLAlchemyStorage) -> None:
+    from sqlalchemy import func
+
+    store(storage, (record, 1), options={ORDERING_KEY_OPTION: "a"})
+    store(storage, (record, 2), options={ORDERING_KEY_OPTION: "b"})
+    _, claimed = storage.claim(1, lease=60)  # "a" stays in flight
+    relay(storage).run_once()
+    with storage.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(storage.keys)) == 2
+    assert storage.prune(0) == 1  # b's row, done
+    with storage.engine.connect() as conn:
+        assert list(conn.scalars(select(storage.keys.c.ordering_key))) == ["a"]
+    assert [c.ordering_key for c in claimed] == ["a"]
+
+
+def test_cli_names_the_package_of_a_missing_driver(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    for module in ("MySQLdb", "pymysql"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if neither were installed
+    with pytest.raises(SystemExit) as exit_:
+        cli(["status", "--url", "mysql://root@127.0.0.1/db"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert 'no database driver for mysql:// URLs is installed: pip install "PyMySQL" or pip install "mysqlclient"' in err
+    with pytest.raises(SystemExit):
+        cli(["relay", "--url", "postgresql+pg8000://u@127.0.0.1/db"])
+    assert 'needs the pg8000 driver, which is not installed: pip install "pg8000"' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["status", "--url", "nonsense://x"])
+    assert "--url 'nonsense://x'" in capsys.readouterr().err

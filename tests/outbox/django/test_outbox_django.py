@@ -258,3 +258,50 @@ def test_airlock_setting_makes_the_outbox_the_default_scope() -> None:
         with transaction.atomic():
             place_order()
     assert stored() == [[1]]
+
+
+def test_dead_rows_are_pruned_from_the_command_after_their_retention() -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    with transaction.atomic(), outbox() as scope:
+        airlock.enqueue(poison, 1)
+        airlock.enqueue(poison, 2)
+        airlock.enqueue(record, 3)
+    relay("--max-attempts", "1")
+    old_dead, new_dead, done = scope.stored_ids  # type: ignore[attr-defined]
+    OutboxRow.objects.filter(outbox_id=old_dead).update(done_at=timezone.now() - dt.timedelta(days=31))
+    out = StringIO()
+    call_command("airlock_relay", "--prune", "604800", "--prune-dead", str(30 * 24 * 3600), stdout=out)
+    assert "pruned 1 done/dead row(s)" in out.getvalue()
+    assert set(OutboxRow.objects.values_list("outbox_id", flat=True)) == {new_dead, done}
+
+
+def test_ordering_key_rows_lock_their_key_until_commit() -> None:
+    from airlock.outbox.django.models import OutboxKey
+
+    with transaction.atomic(), outbox():
+        airlock.enqueue(record, 1, _dispatch_options={"outbox_ordering_key": "k"})
+        airlock.enqueue(record, 2, _dispatch_options={"outbox_ordering_key": "k"})
+    with transaction.atomic(), outbox():
+        airlock.enqueue(record, 3, _dispatch_options={"outbox_ordering_key": "k"})
+    assert list(OutboxKey.objects.values_list("ordering_key", "writes")) == [("k", 2)]  # one lock per flush
+
+
+@override_settings(ROOT_URLCONF="outbox_urls", MIDDLEWARE=["airlock.integrations.django.AirlockMiddleware"])
+def test_outbox_scope_inside_the_request_scope_stores_durably() -> None:
+    client = Client()
+    assert client.get("/order/?n=1").status_code == 200
+    assert stored() == [[1]]  # stored at the outbox scope's flush: the request scope did not capture it
+    assert outbox_support.seen == []  # and did not run it in-process either
+    # The request then fails (500): the rows committed with the order's data stay; data decides.
+    assert client.get("/order/?n=2&status=500").status_code == 500
+    assert stored() == [[1], [2]]
+
+
+@override_settings(ROOT_URLCONF="outbox_urls", MIDDLEWARE=["airlock.integrations.django.AirlockMiddleware"])
+def test_dry_run_request_policy_stores_nothing() -> None:
+    airlock.configure(policy=airlock.DropAll())
+    assert Client().get("/order/?n=1").status_code == 200
+    assert stored() == []
