@@ -13,6 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import airlock
@@ -178,3 +179,52 @@ def test_core_import_does_not_load_opentelemetry() -> None:
     code = "import sys, airlock, airlock.testing; print(any(m.startswith('opentelemetry') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+_task_tracer: Any = None  # the test's tracer, while the relay runs
+
+
+def relayed_task(order_id: int) -> None:
+    """Relayed from the outbox: records a span of its own, as an instrumented task body would."""
+    with _task_tracer.start_as_current_span("task body"):
+        pass
+
+
+def test_trace_context_travels_through_the_outbox(telemetry: Telemetry, tmp_path: Any) -> None:
+    global _task_tracer
+    from sqlalchemy.orm import Session
+
+    from airlock.outbox import OutboxScope, Relay, SQLAlchemyStorage
+
+    _task_tracer = telemetry.tracer_provider.get_tracer("task")
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'outbox.db'}")
+    storage.create_table()
+    app_tracer = telemetry.tracer_provider.get_tracer("app")
+    try:
+        with app_tracer.start_as_current_span("POST /orders") as request_span:
+            with Session(storage.engine) as session, session.begin():
+                with airlock.scope(_cls=OutboxScope, session=session):
+                    airlock.enqueue(relayed_task, 42)
+        with Session(storage.engine) as session, session.begin():
+            with airlock.scope(_cls=OutboxScope, session=session):
+                airlock.enqueue(relayed_task, 43)  # no span current: nothing carried
+        assert trace.get_current_span() is trace.INVALID_SPAN  # the relay runs outside the request
+        Relay(storage, idle_max=0.05).run(until_idle=True, handle_signals=False)
+    finally:
+        _task_tracer = None
+        storage.drop_table()
+        storage.close()
+    request = request_span.get_span_context()
+    relay_spans = telemetry.finished("airlock.relay relayed_task")
+    assert len(relay_spans) == 1
+    (relay_span,) = relay_spans
+    assert relay_span.kind == trace.SpanKind.CONSUMER
+    assert relay_span.context.trace_id == request.trace_id and relay_span.parent.span_id == request.span_id
+    assert [(link.context.trace_id, link.context.span_id) for link in relay_span.links] == [
+        (request.trace_id, request.span_id)
+    ]
+    bodies = telemetry.finished("task body")
+    assert len(bodies) == 2  # both rows ran
+    traced = [b for b in bodies if b.parent is not None]
+    assert len(traced) == 1 and traced[0].parent.span_id == relay_span.context.span_id
+    assert traced[0].context.trace_id == request.trace_id
