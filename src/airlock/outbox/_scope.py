@@ -222,7 +222,12 @@ class OutboxScope(BaseOutboxScope):
         if keys:
             # Lock each key (sorted: no deadlock between two flushes) until this transaction ends.
             statements.append((_upsert_keys(keys_table(table), dialect), [{"ordering_key": k} for k in keys]))
-        statements.append((insert(table), rows))
+        if dialect == "postgresql":
+            # With RETURNING, SQLAlchemy sends the rows as ONE multi-row INSERT ("insertmanyvalues")
+            # instead of an executemany of one INSERT per row.
+            statements.append((insert(table).returning(table.c.seq), rows))
+        else:  # MySQL drivers already rewrite executemany into one multi-row INSERT; SQLite is in-process
+            statements.append((insert(table), rows))
         if dialect == "postgresql":
             statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}))
         return statements

@@ -77,7 +77,10 @@ class DjangoStorage:
         held = self._rows().filter(claim_token=token)
         with transaction.atomic(using=self.using):
             if done:
-                held.filter(outbox_id__in=done).update(state=DONE, done_at=now, lease_until=None, claim_token=None)
+                # Usually the whole claim succeeded: mark it by its token (indexed), not by every id.
+                others = [f.id for f in failed] + released
+                rows = held.exclude(outbox_id__in=others) if others else held
+                rows.update(state=DONE, done_at=now, lease_until=None, claim_token=None)
             for failure in failed:
                 held.filter(outbox_id=failure.id).update(
                     state=PENDING if failure.retry_at is not None else DEAD,
