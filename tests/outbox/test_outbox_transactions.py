@@ -264,3 +264,12 @@ def test_ordering_key_rows_follow_commit_order_not_insert_order(storage: SQLAlch
     Relay(storage, idle_max=0.05).run(until_idle=True, handle_signals=False)
     assert [label for _, label in outbox_support.seen] == commits  # dispatched in commit order
     assert commits == ["A", "B"]  # B's insert waited on the key's lock until A committed
+
+
+def test_transaction_closed_without_commit_voids_its_intents(storage: SQLAlchemyStorage) -> None:
+    session = Session(storage.engine)
+    with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
+        session.begin()
+        airlock.enqueue(record, 1)
+        session.close()  # ends the transaction without a commit (and without a rollback event)
+    assert scope.stored_ids == [] and committed_args(storage) == []  # type: ignore[attr-defined]

@@ -46,8 +46,15 @@ class _Tie:
         return self.chain[-1] if self.chain else None
 
     def alive(self) -> bool:
+        """False once the transaction (or a savepoint of it) rolled back, or ended without committing."""
         chain = self.chain
-        return chain is None or not any(t in self.state.rolled_back for t in chain)
+        if chain is None:
+            return True
+        state = self.state
+        if any(t in state.rolled_back for t in chain):
+            return False
+        root = chain[-1]
+        return root in state.committed or root is state.current()
 
 
 class _SessionState:
@@ -58,6 +65,7 @@ class _SessionState:
     """
 
     def __init__(self, session: Session) -> None:
+        self._session = weakref.ref(session)
         self.rolled_back: weakref.WeakSet[SessionTransaction] = weakref.WeakSet()
         self.committed: weakref.WeakSet[SessionTransaction] = weakref.WeakSet()
         self.scopes: weakref.WeakSet[OutboxScope] = weakref.WeakSet()
@@ -67,6 +75,11 @@ class _SessionState:
         event.listen(session, "after_transaction_create", self.after_transaction_create)
         event.listen(session, "before_commit", self.before_commit)
         event.listen(session, "after_commit", self.after_commit)
+
+    def current(self) -> SessionTransaction | None:
+        """The session's open root transaction, if any."""
+        session = self._session()
+        return None if session is None else session.get_transaction()
 
     @classmethod
     def of(cls, session: Session) -> _SessionState:
@@ -186,7 +199,7 @@ class OutboxScope(BaseOutboxScope):
             return OPEN  # no transaction yet: the insert begins (and belongs to) the next one
         if tie.root is self._session.get_transaction():
             return OPEN
-        return COMMITTED
+        return COMMITTED  # (an intent whose transaction ended without committing is void: filtered out)
 
     # -- writing ---------------------------------------------------------------
 

@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Engine,
     MetaData,
     Table,
     and_,
+    any_,
+    bindparam,
     create_engine,
     delete,
     exists,
@@ -151,7 +155,8 @@ class SQLAlchemyStorage:
             and_(t.c.state == PENDING, or_(t.c.available_at.is_(None), t.c.available_at <= now)),
             and_(t.c.state == INFLIGHT, t.c.lease_until < now),
         )
-        return and_(due, or_(t.c.ordering_key.is_(None), ~blocked))
+        # The first condition is implied by the others; spelled out, it matches the partial index.
+        return and_(t.c.state.in_((PENDING, INFLIGHT)), due, or_(t.c.ordering_key.is_(None), ~blocked))
 
     def _claimed_columns(self) -> list[Any]:
         t = self.table
@@ -172,18 +177,22 @@ class SQLAlchemyStorage:
         }
         candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # One round trip: lock the candidates (skipping rows another relay holds), claim, return them.
-                locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
-                found = conn.execute(
-                    update(t).where(t.c.seq.in_(locked)).values(**claimed).returning(*self._claimed_columns())
-                ).all()
-                return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
             if self.dialect in _SKIP_LOCKED:
+                # Lock the candidates, skipping rows another relay holds; then claim exactly those,
+                # found through the primary key (RETURNING them where the database can).
                 seqs = list(conn.scalars(candidates.with_for_update(skip_locked=True)))
                 if not seqs:
                     return token, []
-                conn.execute(update(t).where(t.c.seq.in_(seqs)).values(**claimed))
+                if self.dialect == "postgresql":
+                    # One array parameter, not one per row: the statement compiles (and plans) once.
+                    claim = update(t).where(t.c.seq == any_(bindparam("seqs", seqs, type_=ARRAY(BigInteger))))
+                else:
+                    claim = update(t).where(t.c.seq.in_(seqs))
+                claim = claim.values(**claimed)
+                if self.dialect == "postgresql":
+                    found = conn.execute(claim.returning(*self._claimed_columns())).all()
+                    return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
+                conn.execute(claim)
             else:
                 result = conn.execute(update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed))
                 if not result.rowcount:

@@ -7,7 +7,9 @@ autogenerate picks it up like any other table; or let
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.dialects import mysql
 
 from ._model import PENDING
@@ -21,6 +23,13 @@ DEFAULT_TABLE_NAME = "airlock_outbox"
 _Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+_PARTIAL = ("postgresql", "sqlite")
+
+
+def _partial(where: str) -> dict[str, Any]:
+    return {f"{dialect}_where": text(where) for dialect in _PARTIAL}
 
 
 def outbox_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
@@ -57,9 +66,14 @@ def outbox_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
         Column("claim_token", String(36), nullable=True),
         Column("done_at", _Timestamp, nullable=True),
         Column("last_error", Text, nullable=True),
+        # Partial indexes where the database has them (PostgreSQL, SQLite): unkeyed and unclaimed
+        # rows are not in the key/token indexes, and the claim's ordered scan walks the claimable
+        # rows alone (due_idx), not the done rows piled up at the low end of seq until they are
+        # pruned. MySQL/MariaDB have no partial indexes: they use (state, seq).
         Index(f"{name}_claim_idx", "state", "seq"),
-        Index(f"{name}_key_idx", "ordering_key", "seq"),
-        Index(f"{name}_token_idx", "claim_token"),
+        Index(f"{name}_due_idx", "seq", **_partial("state IN ('pending', 'inflight')")),
+        Index(f"{name}_key_idx", "ordering_key", "seq", **_partial("ordering_key IS NOT NULL")),
+        Index(f"{name}_token_idx", "claim_token", **_partial("claim_token IS NOT NULL")),
     )
 
 
