@@ -132,9 +132,9 @@ def test_sync_scope_nested_in_an_async_scope_accepts_coroutine_tasks_for_its_par
     assert log.events == ["x start", "x end", "y"]
 
 
-def test_sync_scope_nested_in_an_async_scope_that_must_run_a_coroutine_itself_reports_it() -> None:
-    # If an ancestor lets the coroutine through, the sync scope would have to
-    # run it itself: it is reported as a failure (closed, never silently lost).
+def test_sync_scope_under_an_async_scope_that_may_let_intents_through_refuses_coroutines() -> None:
+    # SPEC §5.2: if an ancestor may let intents through, the sync scope could
+    # end up running the coroutine itself: refused at the enqueue line.
     log = Log()
 
     class LetThrough(airlock.Scope):
@@ -145,12 +145,10 @@ def test_sync_scope_nested_in_an_async_scope_that_must_run_a_coroutine_itself_re
 
     async def main() -> None:
         async with LetThrough():
-            with pytest.raises(airlock.DispatchError) as info:
-                with airlock.scope():
+            with airlock.scope():
+                with pytest.raises(airlock.UsageError, match="coroutine"):
                     airlock.enqueue(log.coro("x"))
-                    airlock.enqueue(log.sync("y"))
-            [(intent, exc)] = info.value.failures
-            assert intent.name == "x" and isinstance(exc, airlock.UsageError)
+                airlock.enqueue(log.sync("y"))
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -176,26 +174,38 @@ def test_nested_async_scopes_capture_and_the_outer_awaits() -> None:
     assert log.events == ["o1 start", "o1 end", "i1 start", "i1 end", "i2"]
 
 
-def test_async_scope_under_a_sync_scope_reports_coroutines_the_sync_scope_cannot_run() -> None:
-    # The intent was accepted by the async scope, then captured by a sync one
-    # that can only call it: the failure is reported loudly at the sync flush,
-    # the coroutine is closed (no "never awaited"), and the other intents run.
+def test_async_scope_under_a_sync_scope_refuses_coroutines_at_enqueue() -> None:
+    # SPEC §5.2: the sync outer scope would capture and have to run it.
     log = Log()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        with pytest.raises(airlock.DispatchError) as info:
-            with airlock.scope():
+        with airlock.scope():
 
-                async def handler() -> None:
-                    async with airlock.scope():
+            async def handler() -> None:
+                async with airlock.scope():
+                    with pytest.raises(airlock.UsageError, match="coroutine"):
                         airlock.enqueue(log.coro("c"))
-                        airlock.enqueue(log.sync("s"))
+                    airlock.enqueue(log.sync("s"))
 
-                asyncio.run(handler())
+            asyncio.run(handler())
+        gc.collect()
+    assert log.events == ["s"]
+    assert [w for w in seen if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_sync_flush_of_an_awaitable_is_reported_not_lost() -> None:
+    # An executor returning awaitables under a plain flush(): a failure that
+    # names the intent (and the awaitable is closed, never "never awaited").
+    async def later() -> None: ...
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(airlock.DispatchError) as info:
+            with airlock.Scope(executor=lambda intent: later()):
+                airlock.enqueue(print, _name="p")
         gc.collect()
     [(intent, exc)] = info.value.failures
-    assert intent.name == "c" and isinstance(exc, airlock.UsageError)
-    assert log.events == ["s"]
+    assert intent.name == "p" and isinstance(exc, airlock.UsageError)
     assert [w for w in seen if issubclass(w.category, RuntimeWarning)] == []
 
 

@@ -12,12 +12,12 @@ from airlock.integrations.executors.sync import sync_executor
 
 
 def test_builtin_defaults() -> None:
+    # SPEC §5.3: nothing configured reads as None; scopes use the built-ins.
     config = airlock.get_configuration()
-    assert set(config) == {"scope_cls", "policy", "executor", "scope_kwargs"}
-    assert config["scope_cls"] is airlock.Scope
-    assert isinstance(config["policy"], airlock.AllowAll)
-    assert config["executor"] is sync_executor
-    assert config["scope_kwargs"] == {}
+    assert config == {"scope_cls": None, "policy": None, "executor": None, "scope_kwargs": None}
+    s = airlock.scope()
+    assert type(s) is airlock.Scope and isinstance(s.policy, airlock.AllowAll)
+    assert s.executor is airlock._execute is sync_executor
 
 
 class MyScope(airlock.Scope):
@@ -52,7 +52,7 @@ def test_get_configuration_returns_a_copy() -> None:
     config["scope_kwargs"]["origin"] = "changed"
     config["policy"] = airlock.DropAll()  # type: ignore[typeddict-item]
     assert airlock.get_configuration()["scope_kwargs"] == {"origin": "a"}
-    assert isinstance(airlock.get_configuration()["policy"], airlock.AllowAll)
+    assert airlock.get_configuration()["policy"] is None
 
 
 def test_configure_copies_the_scope_kwargs_mapping() -> None:
@@ -66,8 +66,7 @@ def test_reset_restores_builtin_defaults() -> None:
     airlock.configure(scope_cls=MyScope, policy=airlock.DropAll(), executor=my_executor, scope_kwargs={"origin": "x"})
     airlock.reset_configuration()
     config = airlock.get_configuration()
-    assert config["scope_cls"] is airlock.Scope and isinstance(config["policy"], airlock.AllowAll)
-    assert config["executor"] is sync_executor and config["scope_kwargs"] == {}
+    assert config == {"scope_cls": None, "policy": None, "executor": None, "scope_kwargs": None}
 
 
 def test_configured_defaults_are_used_by_scopes() -> None:

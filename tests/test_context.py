@@ -131,15 +131,34 @@ def test_old_greenlet_already_imported_warns_at_import() -> None:
 
 
 def test_old_greenlet_installed_but_not_imported_warns_at_import() -> None:
+    # greenlet 0.x was one extension module; >= 1.0 is a package. A plain
+    # greenlet module first on the path stands in for an old install.
     result = _import_airlock_with(
         """
+        import os, tempfile
+        where = tempfile.mkdtemp()
+        with open(os.path.join(where, 'greenlet.py'), 'w') as f:
+            f.write("raise SystemExit('the check must not import greenlet')")
+        sys.path.insert(0, where)
         sys.modules.pop('greenlet', None)
-        real = md.version
-        md.version = lambda name: '0.4.17' if name == 'greenlet' else real(name)
         """
     )
     assert result.returncode != 0
-    assert "RuntimeWarning" in result.stderr and "0.4.17" in result.stderr
+    assert "RuntimeWarning" in result.stderr and "greenlet < 1.0" in result.stderr
+    assert "must not import" not in result.stderr
+
+
+def test_the_greenlet_check_does_not_read_package_metadata() -> None:
+    # Importing airlock stays cheap: no importlib.metadata scan of every installed package.
+    result = _import_airlock_with(
+        """
+        def forbidden(*args, **kwargs):
+            raise AssertionError('importlib.metadata was used')
+        md.version = md.distribution = md.distributions = forbidden
+        sys.modules.pop('greenlet', None)
+        """
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -147,11 +166,7 @@ def test_old_greenlet_installed_but_not_imported_warns_at_import() -> None:
     [
         "import greenlet",  # the real, current greenlet
         "sys.modules['greenlet'] = types.SimpleNamespace(__version__='1.0.0')",
-        """
-        def missing(name):
-            raise md.PackageNotFoundError(name)
-        md.version = missing
-        """,
+        "sys.modules['greenlet'] = None  # not installed: the import system finds nothing",
         "sys.modules['greenlet'] = types.SimpleNamespace(__version__='dev-build')",
     ],
     ids=["real-greenlet", "greenlet-1.0", "no-greenlet", "unparsable-version"],

@@ -202,7 +202,8 @@ def test_kwargs_of_one_intent_never_leak_into_another() -> None:
     with airlock.scope():
         a = airlock.enqueue(task)
         b = airlock.enqueue(task)
-        a.kwargs["leak"] = True  # the returned dict is not shared with b
+        with pytest.raises(TypeError, match="read-only"):
+            a.kwargs["leak"] = True  # type: ignore[index]
         c = airlock.enqueue(task, x=1)
     assert b.kwargs == {} and c.kwargs == {"x": 1}
     assert calls[1] == {} and calls[2] == {"x": 1}

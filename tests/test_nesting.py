@@ -17,7 +17,8 @@ def test_inner_drop_all_under_permissive_outer_dispatches_nothing() -> None:
     with airlock.scope(airlock.AllowAll()) as outer:
         with airlock.scope(airlock.DropAll()) as inner:
             airlock.enqueue(rec.task("dry_run"))
-        assert outer.intents == []  # dropped, not captured
+        # Captured, still judged by the inner policy when the outer dispatches.
+        assert [i.name for i in outer.captured_intents] == ["dry_run"]
         airlock.enqueue(rec.task("real"))
     assert rec.names == ["real"]
     assert [i.name for i in inner.intents] == ["dry_run"]
@@ -96,7 +97,8 @@ def test_local_policy_inside_nested_scope_survives_capture() -> None:
             with airlock.policy(airlock.DropAll()):
                 airlock.enqueue(rec.task("x"))
             airlock.enqueue(rec.task("y"))
-        assert [i.name for i in outer.captured_intents] == ["y"]
+        # Local policies judge once, when the intent is finally dispatched.
+        assert [i.name for i in outer.captured_intents] == ["x", "y"]
     assert rec.names == ["y"]
 
 
@@ -219,7 +221,7 @@ def test_custom_before_descendant_flushes_lets_some_intents_through() -> None:
     assert rec.names == ["now"]
 
 
-def test_before_descendant_flushes_receives_the_exiting_scope_and_its_allowed_intents() -> None:
+def test_before_descendant_flushes_receives_the_exiting_scope_and_its_intents() -> None:
     calls: list[tuple[Any, list[str]]] = []
 
     class Spy(airlock.Scope):
@@ -234,11 +236,12 @@ def test_before_descendant_flushes_receives_the_exiting_scope_and_its_allowed_in
             with airlock.scope(airlock.BlockTasks({"b"})) as inner:
                 airlock.enqueue(print, _name="a")
                 airlock.enqueue(print, _name="b")
-            with airlock.scope(airlock.DropAll()):
-                airlock.enqueue(print, _name="c")  # nothing allowed: nobody asked
+            with airlock.scope(airlock.DropAll()) as dropping:
+                airlock.enqueue(print, _name="c")
     # Only the immediate parent is asked when it captures everything; then the
-    # middle scope's own flush asks the outer one.
-    assert calls == [(inner, ["a"]), (middle, ["a"])]
+    # middle scope's own flush asks the outer one. Policies judge later, at
+    # the final dispatch, so every intent is offered.
+    assert calls == [(inner, ["a", "b"]), (dropping, ["c"]), (middle, ["a", "b", "c"])]
 
 
 def test_passthrough_stops_at_an_ancestor_that_captures() -> None:

@@ -227,10 +227,11 @@ def test_coalesce_keeps_the_first_of_each_duplicate() -> None:
 
 def test_coalesce_handles_unhashable_arguments() -> None:
     rec = Recorder()
+    t = rec.task("t")
     with airlock.scope(airlock.CoalesceDuplicates()):
-        airlock.enqueue(rec.task("t"), [1, 2], opts={"a": [1]})
-        airlock.enqueue(rec.task("t"), [1, 2], opts={"a": [1]})
-        airlock.enqueue(rec.task("t"), [1, 3], opts={"a": [1]})
+        airlock.enqueue(t, [1, 2], opts={"a": [1]})
+        airlock.enqueue(t, [1, 2], opts={"a": [1]})
+        airlock.enqueue(t, [1, 3], opts={"a": [1]})
     assert rec.first_args == [[1, 2], [1, 3]]
 
 
@@ -243,10 +244,11 @@ def test_coalesce_custom_key_and_names() -> None:
     assert rec.calls == [("a", (1,), {}), ("b", (3,), {})]
 
     rec.calls.clear()
+    a, b = rec.task("a"), rec.task("b")
     with airlock.scope(airlock.CoalesceDuplicates(names={"a"})):
         for _ in range(3):
-            airlock.enqueue(rec.task("a"))
-            airlock.enqueue(rec.task("b"))
+            airlock.enqueue(a)
+            airlock.enqueue(b)
     assert rec.names == ["a", "b", "b", "b"]
 
 
@@ -258,22 +260,24 @@ def test_coalesce_names_rejects_a_bare_string() -> None:
 def test_coalesce_is_per_flush_not_forever() -> None:
     rec = Recorder()
     policy = airlock.CoalesceDuplicates()
+    t = rec.task("t")
     for _ in range(3):
         with airlock.scope(policy):
-            airlock.enqueue(rec.task("t"))
-            airlock.enqueue(rec.task("t"))
+            airlock.enqueue(t)
+            airlock.enqueue(t)
     assert rec.names == ["t", "t", "t"]
 
 
 def test_coalesce_across_captured_intents() -> None:
     rec = Recorder()
     airlock.configure(policy=airlock.CoalesceDuplicates())
+    t = rec.task("t")
     with airlock.scope():
-        airlock.enqueue(rec.task("t"))
+        airlock.enqueue(t)
         for _ in range(3):
             with airlock.scope():
-                airlock.enqueue(rec.task("t"))
-                airlock.enqueue(rec.task("t"))
+                airlock.enqueue(t)
+                airlock.enqueue(t)
     assert rec.names == ["t"]
 
 

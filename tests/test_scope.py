@@ -271,11 +271,9 @@ STATES = {
         ("exited", "exit"),
         ("flushed", "exit"),
         ("discarded", "exit"),
-        ("new", "flush"),
         ("active", "flush"),
         ("flushed", "flush"),
         ("discarded", "flush"),
-        ("new", "discard"),
         ("active", "discard"),
         ("flushed", "discard"),
         ("discarded", "discard"),
@@ -293,7 +291,7 @@ def test_lifecycle_misuse_is_a_scope_state_error_naming_the_state(state: str, ac
     contextvars.copy_context().run(attempt)
 
 
-@pytest.mark.parametrize("state", ["new", "active", "flushed", "discarded"])
+@pytest.mark.parametrize("state", ["active", "flushed", "discarded"])
 def test_aflush_misuse_is_a_scope_state_error(state: str) -> None:
     async def attempt() -> None:
         s = STATES[state]()
@@ -372,20 +370,50 @@ def test_flushing_into_an_already_flushed_parent_is_a_scope_state_error() -> Non
     assert rec.calls == []
 
 
-def test_exit_from_another_context_restores_the_parent() -> None:
+def test_exit_from_another_context_is_refused_and_changes_nothing() -> None:
+    # SPEC §5.2: context misuse is detected, not absorbed.
     with airlock.scope() as outer:
         inner = airlock.Scope().enter()
 
         def finish_elsewhere() -> Any:
-            inner.exit()
+            with pytest.raises(airlock.ScopeStateError, match="different context"):
+                inner.exit()
             return airlock.get_current_scope()
 
-        # exit() in a different context (frameworks hop between them) still
-        # leaves the parent in charge there.
-        assert contextvars.copy_context().run(finish_elsewhere) is outer
+        # In a copy of this context inner is current, but it was entered here.
+        assert contextvars.copy_context().run(finish_elsewhere) is inner
+        assert inner.is_active and airlock.get_current_scope() is inner
+        inner.exit()
         inner.flush()
-    # Leaving outer restores this context to what it was before outer.
     assert inner.is_flushed and outer.is_flushed
+    assert airlock.get_current_scope() is None
+
+
+def test_exit_where_the_scope_is_not_current_is_refused() -> None:
+    s = airlock.Scope().enter()
+    try:
+
+        def elsewhere() -> None:
+            # A context that never saw the scope (a fresh thread's).
+            with pytest.raises(airlock.ScopeStateError, match="not the innermost active scope"):
+                s.exit()
+
+        contextvars.Context().run(elsewhere)
+        assert s.is_active and airlock.get_current_scope() is s
+    finally:
+        s.exit()
+    assert airlock.get_current_scope() is None
+
+
+def test_exiting_an_outer_scope_while_an_inner_one_is_active_is_refused() -> None:
+    outer = airlock.Scope().enter()
+    inner = airlock.Scope().enter()
+    with pytest.raises(airlock.ScopeStateError, match="still active"):
+        outer.exit()
+    assert airlock.get_current_scope() is inner and outer.is_active is False and inner.is_active
+    inner.exit()
+    assert outer.is_active
+    outer.exit()
     assert airlock.get_current_scope() is None
 
 

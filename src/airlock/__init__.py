@@ -5,9 +5,8 @@ owns it (a request, a task, a command, a test) opens a :func:`scope` and decides
 when and whether those effects escape.
 """
 
-from ._config import configure, get_configuration, reset_configuration
-from ._observe import DispatchEvent, Observer, ScopeEndEvent, add_observer, remove_observer
 from ._context import _check_greenlet, carry_context, get_current_scope, policy
+from ._dispatch import execute as _execute
 from ._enqueue import enqueue
 from ._errors import (
     AirlockError,
@@ -19,17 +18,10 @@ from ._errors import (
     UsageError,
 )
 from ._intent import Intent
-from ._policies import (
-    AllowAll,
-    AssertNoEffects,
-    BlockTasks,
-    CoalesceDuplicates,
-    DropAll,
-    LogOnFlush,
-    Policy,
-    PolicyProtocol,
-)
-from ._scope import Scope, scope, scoped
+from ._observe import DispatchEvent, Observer, ScopeEndEvent, add_observer, remove_observer
+from ._policies import AllowAll, AssertNoEffects, BlockTasks, CoalesceDuplicates, DropAll, LogOnFlush
+from ._protocols import Executor, Policy, PolicyProtocol
+from ._scope import Scope, configure, get_configuration, reset_configuration, scope, scoped
 
 __all__ = [
     "AirlockError",
@@ -40,6 +32,7 @@ __all__ = [
     "DispatchError",
     "DispatchEvent",
     "DropAll",
+    "Executor",
     "Intent",
     "LogOnFlush",
     "Observer",
@@ -52,6 +45,7 @@ __all__ = [
     "ScopeEndEvent",
     "ScopeStateError",
     "UsageError",
+    "_execute",
     "add_observer",
     "carry_context",
     "configure",

@@ -9,6 +9,7 @@ over explicitly.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._errors import PolicyEnqueueError
-from ._policies import PolicyProtocol
+from ._policies import check_policy
+from ._protocols import Policy as PolicyProtocol
 
 if TYPE_CHECKING:
     from ._intent import Intent
@@ -39,7 +41,7 @@ class _Judging:
 
     __slots__ = ("scope",)
     _state = 99  # beyond every real state: ``enqueue`` takes its refusal path
-    _async = False
+    _awaits = False
     _origin = None
     _shared_meta = None
 
@@ -81,11 +83,7 @@ class policy:  # noqa: N801 - used like a function: ``with airlock.policy(p):``
     __slots__ = ("_policy", "_token")
 
     def __init__(self, policy: PolicyProtocol) -> None:
-        if not (callable(getattr(policy, "on_enqueue", None)) and callable(getattr(policy, "allows", None))):
-            raise TypeError(
-                f"airlock.policy() needs a policy (an object with on_enqueue() and allows()), "
-                f"got {policy!r}"
-            )
+        check_policy(policy, "airlock.policy()")
         self._policy = policy
         self._token: Any = None
 
@@ -137,26 +135,33 @@ def carry_context(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _check_greenlet() -> None:
-    # greenlet < 1.0 shares one contextvars context between all greenlets of a
-    # thread, which would let concurrent greenlets see each other's scope.
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - stdlib since 3.8
-        return
+    """Warn if the greenlet present is older than 1.0.
+
+    greenlet < 1.0 shares one contextvars context between all greenlets of a
+    thread, which would let concurrent greenlets see each other's scope. Kept
+    cheap for the import of airlock: an imported greenlet tells its version;
+    otherwise the import system's own (cached) lookup tells whether greenlet
+    is installed and in which form. greenlet >= 1.0 is a package; the 0.x
+    releases were one extension module.
+    """
     module = sys.modules.get("greenlet")
-    raw = getattr(module, "__version__", None) if module is not None else None
-    if raw is None:
+    if module is not None:
+        raw = getattr(module, "__version__", None)
         try:
-            raw = version("greenlet")
-        except PackageNotFoundError:
+            old = raw is not None and int(str(raw).split(".", 1)[0]) < 1
+        except ValueError:
             return
-    try:
-        major = int(str(raw).split(".", 1)[0])
-    except ValueError:
-        return
-    if major < 1:
+        found = f"greenlet {raw}"
+    else:
+        try:
+            spec = importlib.util.find_spec("greenlet")
+        except (ImportError, ValueError):
+            return
+        old = spec is not None and spec.submodule_search_locations is None
+        found = f"greenlet < 1.0 ({spec.origin if spec is not None else '?'})"
+    if old:
         warnings.warn(
-            f"greenlet {raw} is installed; airlock needs greenlet >= 1.0 so that each "
+            f"{found} is installed; airlock needs greenlet >= 1.0 so that each "
             "greenlet has its own contextvars context. With this version, concurrent "
             "greenlets can see each other's airlock scope.",
             RuntimeWarning,

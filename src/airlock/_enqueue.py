@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from ._context import current, local_policies
 from ._errors import NoScopeError, UsageError
-from ._intent import NO_KWARGS, Intent, _Meta, task_name
-from ._scope import _EXITED, _is_coroutine_callable
+from ._intent import NO_KWARGS, Intent, _Meta, check_options, check_text, is_coroutine_task, task_name
+from ._lifecycle import _EXITED
 
 __all__ = ["enqueue"]
 
@@ -17,8 +17,6 @@ _current_scope = current.get
 _local_policies = local_policies.get
 _new = object.__new__
 _CO_COROUTINE: Final = inspect.CO_COROUTINE
-# One-entry memo of the last task found not to be a coroutine function.
-_last_sync_task: list[object] = [None]
 
 
 def enqueue(
@@ -54,32 +52,49 @@ def enqueue(
     if _name is None and _origin is None and _dispatch_options is None and not policies:
         intent._meta = scope._shared_meta
     else:
-        intent._meta = _Meta(
-            _name,
-            _origin if _origin is not None else scope._origin,
-            dict(_dispatch_options) if _dispatch_options is not None else None,
-            policies,
-        )
+        intent._meta = _meta(scope, _name, _origin, _dispatch_options, policies)
     if scope._state > _EXITED:  # flushed/discarded, or a policy is judging
         scope._refuse(intent)
-    if not scope._async and task is not _last_sync_task[0]:
-        # A sync scope could never await a coroutine task: say so here, at the
-        # line that asked for it, instead of losing the effect at flush. The
-        # answer never changes for a task, and loops enqueue the same one.
+    if not scope._awaits:
+        # A scope that flushes synchronously could never await a coroutine
+        # task: say so here, at the line that asked for it.
         code = getattr(task, "__code__", None)
-        if (code.co_flags & _CO_COROUTINE) if code is not None else _is_coroutine_callable(task):
-            raise UsageError(
-                f"{intent.name} is a coroutine function, but the active scope flushes synchronously "
-                "and could never await it; use 'async with airlock.scope()'"
-            )
-        _last_sync_task[0] = task
+        if code is None or code.co_flags & _CO_COROUTINE:
+            _refuse_coroutine(task, intent)
     checks = scope._checks
     if checks is None:
         checks = scope._resolve_checks()
     if checks or policies:
         scope._judge(intent, checks)
-    scope._buffer.append(intent)
+    if scope._custom_add:
+        scope._add(intent)
+    else:  # Scope._add, inlined
+        scope._buffer.append(intent)
+        if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
+            scope._late(intent)
     return intent
+
+
+def _meta(
+    scope: Any, name: object, origin: object, options: object, policies: tuple[Any, ...]
+) -> _Meta:
+    check_text(name, "_name", "airlock.enqueue()")
+    check_text(origin, "_origin", "airlock.enqueue()")
+    return _Meta(
+        name,  # type: ignore[arg-type]
+        origin if origin is not None else scope._origin,  # type: ignore[arg-type]
+        check_options(options, "airlock.enqueue()") if options is not None else None,
+        policies,
+    )
+
+
+def _refuse_coroutine(task: object, intent: Intent) -> None:
+    if is_coroutine_task(task):
+        raise UsageError(
+            f"{intent.name} is a coroutine function, but the scope that would dispatch it flushes "
+            "synchronously and could never await it; use 'async with airlock.scope()' "
+            "(in every enclosing scope that captures it)"
+        )
 
 
 def _is_task_object(task: object) -> bool:

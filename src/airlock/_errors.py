@@ -72,6 +72,12 @@ class DispatchError(AirlockError, ExceptionGroup[Exception]):
     ) -> None:
         super().__init__(message, [exc for _, exc in failures])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException pickles as ``cls(*self.args)``; our constructor takes
+        # the (intent, exception) pairs, so rebuild from those (notes and
+        # other attributes travel in the instance dict).
+        return (type(self), (self.message, self.failures), dict(vars(self)))
+
     def derive(self, excs: Sequence[Any]) -> DispatchError:  # type: ignore[override]
         # ``except*`` and ``split()`` build sub-groups through ``derive``; keep
         # them DispatchErrors that still know which intent raised what.

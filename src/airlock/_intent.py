@@ -2,14 +2,70 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ._policies import PolicyProtocol
+    from ._protocols import Policy as PolicyProtocol
 
-__all__ = ["Intent", "task_name"]
+__all__ = ["Intent", "ReadOnlyDict", "is_coroutine_task", "task_name"]
+
+
+def is_coroutine_task(task: object) -> bool:
+    """Whether calling ``task`` gives a coroutine (coroutine functions, partials and callables of them)."""
+    resolve = getattr(type(task), "_get_current_object", None)
+    if resolve is not None:
+        # A local proxy (Celery's task proxies, werkzeug's LocalProxy) forwards
+        # calls to the object it stands for: judge that object.
+        task = resolve(task)
+    if inspect.iscoroutinefunction(task):
+        return True
+    call = getattr(type(task), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class ReadOnlyDict(dict[str, Any]):
+    """A ``dict`` that refuses changes: what ``Intent.kwargs`` and ``dispatch_options`` are.
+
+    Still a real ``dict`` (serializers and ``**`` unpacking treat it as one),
+    but every mutating method raises ``TypeError``: an intent is a value, and
+    a policy or executor that edited it would change what other code sees.
+    """
+
+    __slots__ = ()
+
+    def _readonly(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("an Intent's kwargs and dispatch_options are read-only; build a new mapping")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly
+    clear = pop = popitem = setdefault = update = _readonly
+
+    def copy(self) -> dict[str, Any]:
+        """A plain, mutable ``dict`` with the same items."""
+        return dict(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyDict, (dict(self),))
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+
+def check_options(options: object, where: str) -> ReadOnlyDict:
+    """``_dispatch_options`` as stored on an intent, or ``TypeError`` naming what is wrong."""
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{where} _dispatch_options must be a mapping of option names to values, got {options!r}")
+    bad = [key for key in options if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"{where} _dispatch_options keys must be str, got {bad[0]!r}")
+    return ReadOnlyDict(options)
+
+
+def check_text(value: object, what: str, where: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{where} {what} must be a str (or None), got {value!r} ({type(value).__name__})")
 
 
 def task_name(task: object) -> str:
@@ -50,7 +106,7 @@ class _Meta:
         self,
         name: str | None = None,
         origin: str | None = None,
-        dispatch_options: dict[str, Any] | None = None,
+        dispatch_options: ReadOnlyDict | None = None,
         local_policies: tuple[PolicyProtocol, ...] = (),
         conditions: tuple[Callable[[], bool], ...] = (),
     ) -> None:
@@ -61,8 +117,8 @@ class _Meta:
         self.conditions = conditions
 
 
-#: Shared by every intent enqueued without keyword arguments; never handed out.
-NO_KWARGS: dict[str, Any] = {}
+#: Shared by every intent enqueued without keyword arguments (read-only, so safe to hand out).
+NO_KWARGS: dict[str, Any] = ReadOnlyDict()
 
 
 class Intent:
@@ -94,10 +150,12 @@ class Intent:
         dispatch_options: Mapping[str, Any] | None = None,
         local_policies: tuple[PolicyProtocol, ...] = (),
     ) -> None:
+        check_text(name, "name", "Intent(...)")
+        check_text(origin, "origin", "Intent(...)")
         self._task = task
         self._args = tuple(args)
         self._kwargs = dict(kwargs) if kwargs else NO_KWARGS
-        options = dict(dispatch_options) if dispatch_options is not None else None
+        options = check_options(dispatch_options, "Intent(...)") if dispatch_options is not None else None
         local_policies = tuple(local_policies)
         if name is None and origin is None and options is None and not local_policies:
             self._meta = None
@@ -109,9 +167,9 @@ class Intent:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments."""
+        """Keyword arguments, as a read-only ``dict``."""
         kwargs = self._kwargs
-        return kwargs if kwargs is not NO_KWARGS else {}
+        return kwargs if kwargs is NO_KWARGS else ReadOnlyDict(kwargs)
 
     @property
     def origin(self) -> str | None:
@@ -121,7 +179,7 @@ class Intent:
 
     @property
     def dispatch_options(self) -> dict[str, Any] | None:
-        """Backend options for the executor (queue, countdown...), or ``None``."""
+        """Backend options for the executor (queue, countdown...) as a read-only ``dict``, or ``None``."""
         meta = self._meta
         return meta.dispatch_options if meta is not None else None
 
@@ -141,7 +199,8 @@ class Intent:
 
     def passes_local_policies(self) -> bool:
         """Whether every ``airlock.policy()`` active at enqueue allows this intent."""
-        return all(p.allows(self) for p in self.local_policies)
+        # Innermost first, stopping at the first refusal.
+        return all(p.allows(self) for p in reversed(self.local_policies))
 
     def add_condition(self, alive: Callable[[], bool]) -> None:
         """Attach a condition that must still hold for the intent to dispatch.
@@ -168,7 +227,7 @@ class Intent:
         return f"{self.name}({', '.join(parts)})"
 
     def __repr__(self) -> str:
-        text = f"<Intent {self.name} args={self._args!r} kwargs={self.kwargs!r}"
+        text = f"<Intent {self.name} args={self._args!r} kwargs={self._kwargs!r}"
         if self.origin is not None:
             text += f" origin={self.origin!r}"
         if self.dispatch_options is not None:

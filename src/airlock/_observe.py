@@ -62,9 +62,6 @@ class Observer(Protocol):
     def on_dispatch(self, event: DispatchEvent) -> None: ...
 
 
-# ``logging`` clears (never replaces) this dict whenever levels change.
-_level_cache: dict[int, bool] = logger._cache  # type: ignore[attr-defined]
-
 #: Registered observers. Replaced, never mutated, so readers need no lock.
 observers: tuple[Observer, ...] = ()
 
@@ -85,15 +82,8 @@ def remove_observer(observer: Observer) -> None:
 
 
 def listening() -> bool:
-    """Whether an event would reach anyone (checked before building one).
-
-    Runs on every flush, so it peeks at the logger's level cache (filled and
-    cleared by ``logging`` itself) before paying for ``isEnabledFor``.
-    """
-    if observers:
-        return True
-    enabled: bool | None = _level_cache.get(logging.DEBUG)
-    return logger.isEnabledFor(logging.DEBUG) if enabled is None else enabled
+    """Whether an event would reach anyone (checked before building one)."""
+    return bool(observers) or logger.isEnabledFor(logging.DEBUG)
 
 
 def _names(intents: tuple[Intent, ...]) -> list[str]:

@@ -2,23 +2,24 @@
 
 A policy has two hooks. ``on_enqueue(intent)`` runs when the intent is created
 and may raise :class:`~airlock.PolicyViolation` to refuse it on the spot, at the
-line that asked for it. ``allows(intent)`` runs at flush and returns whether the
-intent may be dispatched; ``False`` drops it silently. Policies filter, they
-never reorder, and they may not enqueue.
+line that asked for it. ``allows(intent)`` runs once, when the intent is
+finally dispatched, and returns whether it may go; ``False`` drops it silently.
+Policies filter, they never reorder, and they may not enqueue.
 
-Subclassing :class:`Policy` is optional (any object with both methods works),
-but it lets airlock skip hooks you did not override, which keeps scopes that
-use only permissive policies as cheap as possible.
+The protocol (and base class with no-op defaults) is :class:`airlock.Policy`;
+this module holds the built-in policies and the one check of "is this a
+policy?".
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ._errors import PolicyViolation
 from ._intent import Intent
+from ._protocols import Policy, PolicyProtocol
 
 __all__ = [
     "AllowAll",
@@ -29,81 +30,17 @@ __all__ = [
     "LogOnFlush",
     "Policy",
     "PolicyProtocol",
+    "check_policy",
 ]
 
 
-@runtime_checkable
-class PolicyProtocol(Protocol):
-    """What airlock needs of a policy object."""
-
-    def on_enqueue(self, intent: Intent) -> None: ...
-
-    def allows(self, intent: Intent) -> bool: ...
-
-
-class Policy:
-    """Base class for policies: observe nothing, allow everything.
-
-    Override :meth:`on_enqueue` and/or :meth:`allows`. For decisions that need
-    to see a whole flush at once (coalescing, rate limits), override
-    :meth:`select` instead of :meth:`allows`.
-    """
-
-    def on_enqueue(self, intent: Intent) -> None:
-        """Called when ``intent`` is enqueued; raise ``PolicyViolation`` to refuse it."""
-
-    def allows(self, intent: Intent) -> bool:
-        """Called at flush; return ``False`` to drop ``intent``."""
-        return True
-
-    def select(self, intents: list[Intent]) -> list[Intent]:
-        """The intents of one flush that may go on, in their original order.
-
-        The default keeps those for which :meth:`allows` is true. Overrides must
-        return a sub-sequence of ``intents``: policies filter, they never
-        reorder or add.
-        """
-        allows = self.allows
-        return [intent for intent in intents if allows(intent)]
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-_hooks_by_class: dict[type, tuple[bool, bool, bool]] = {}
-
-
-def _class_hooks(cls: type) -> tuple[bool, bool, bool]:
-    """(overrides on_enqueue, overrides select, overrides allows) for a policy class, cached."""
-    hooks = _hooks_by_class.get(cls)
-    if hooks is None:
-        select = getattr(cls, "select", None)
-        hooks = _hooks_by_class[cls] = (
-            getattr(cls, "on_enqueue", None) is not Policy.on_enqueue,
-            select is not None and select is not Policy.select,
-            getattr(cls, "allows", None) is not Policy.allows,
-        )
-    return hooks
-
-
-def on_enqueue_hook(policy: object) -> Callable[[Intent], None] | None:
-    """The policy's ``on_enqueue``, or ``None`` when it is the inherited no-op."""
-    if not _class_hooks(type(policy))[0]:
-        return None
-    hook: Callable[[Intent], None] = policy.on_enqueue  # type: ignore[attr-defined]
-    return hook
-
-
-def select_hook(policy: object) -> Callable[[list[Intent]], list[Intent]] | None:
-    """How to filter one flush through ``policy``, or ``None`` if it allows everything."""
-    _, overrides_select, overrides_allows = _class_hooks(type(policy))
-    if overrides_select or (overrides_allows and hasattr(policy, "select")):
-        bound: Callable[[list[Intent]], list[Intent]] = policy.select  # type: ignore[attr-defined]
-        return bound
-    if overrides_allows:  # a duck-typed policy without select()
-        allows: Callable[[Intent], bool] = policy.allows  # type: ignore[attr-defined]
-        return lambda intents: [intent for intent in intents if allows(intent)]
-    return None
+def check_policy(policy: object, where: str) -> None:
+    """``TypeError`` at the caller's line unless ``policy`` is a policy instance."""
+    if isinstance(policy, type):
+        name = policy.__name__
+        raise TypeError(f"{where} needs a policy instance, got the class {name}; write {name}()")
+    if not (callable(getattr(policy, "on_enqueue", None)) and callable(getattr(policy, "allows", None))):
+        raise TypeError(f"{where} needs a policy (an object with on_enqueue() and allows()), got {policy!r}")
 
 
 class AllowAll(Policy):
@@ -130,8 +67,8 @@ class AssertNoEffects(Policy):
 
     def on_enqueue(self, intent: Intent) -> None:
         raise PolicyViolation(
-            f"AssertNoEffects: {intent.name} was enqueued ({intent}), "
-            "but this code must not cause side effects"
+            f"AssertNoEffects: {intent.name} was enqueued ({intent}): "
+            "Unexpected side effect in code that must not cause side effects"
         )
 
     def allows(self, intent: Intent) -> bool:
@@ -169,7 +106,11 @@ class BlockTasks(Policy):
 
 
 class LogOnFlush(Policy):
-    """Log every intent at flush (INFO), allow all. Default logger: ``"airlock"``."""
+    """Log every intent when it is dispatched (INFO), allow all. Default logger: ``"airlock"``.
+
+    ``allows`` runs once per intent, when a scope finally dispatches it, so an
+    intent is logged once and never one that an enclosing scope then discards.
+    """
 
     def __init__(self, logger: logging.Logger | str | None = None) -> None:
         if logger is None or isinstance(logger, str):
@@ -184,27 +125,20 @@ class LogOnFlush(Policy):
         return f"LogOnFlush(logger={self.logger.name!r})"
 
 
-def _default_key(intent: Intent) -> Hashable:
-    try:
-        key = (intent.name, intent.args, frozenset(intent.kwargs.items()))
-        hash(key)
-        return key
-    except TypeError:
-        # Unhashable arguments: their repr is the best equality we have.
-        return (intent.name, repr(intent.args), repr(sorted(intent.kwargs.items())))
-
-
 class CoalesceDuplicates(Policy):
-    """Dispatch each distinct intent once per flush, at its first position.
+    """Dispatch each distinct intent once per dispatch, at its first position.
 
     A bulk job that saves 10,000 orders enqueues 10,000 identical "rebuild
     cache" intents; with this policy the flush sends one. Two intents are
-    duplicates when ``key(intent)`` is equal; the default key is the intent's
-    name, args and kwargs. Pass ``names`` to coalesce only those tasks.
+    duplicates only when they are truly the same effect: the same task object
+    (``is``), equal positional and keyword arguments (compared with ``==``,
+    never by ``repr()``) and equal dispatch options. Pass ``names`` to coalesce
+    only intents with those names, or ``key`` to say yourself what makes two
+    intents the same (a callable returning a hashable value).
 
-    The policy keeps no state between flushes, so one instance can be shared by
-    every scope (``airlock.configure(policy=CoalesceDuplicates())``) and by any
-    number of concurrent threads or tasks.
+    The policy keeps no state between dispatches, so one instance can be shared
+    by every scope (``airlock.configure(policy=CoalesceDuplicates())``) and by
+    any number of concurrent threads or tasks.
     """
 
     def __init__(
@@ -215,26 +149,66 @@ class CoalesceDuplicates(Policy):
     ) -> None:
         if isinstance(names, str):
             raise TypeError(f"names must be a collection of task names, not the string {names!r}")
-        self.key = key or _default_key
+        if key is not None and not callable(key):
+            raise TypeError(f"CoalesceDuplicates(key=...) needs a callable, got {key!r}")
+        self.key = key
         self.names = frozenset(names) if names is not None else None
 
     def select(self, intents: list[Intent]) -> list[Intent]:
-        seen: set[Hashable] = set()
+        """The first of each group of duplicates, in FIFO order."""
+        names, key = self.names, self.key
         kept: list[Intent] = []
-        key, names = self.key, self.names
+        seen_keys: set[Hashable] = set()
+        # Per task object: intents kept so far whose arguments are unhashable,
+        # compared one by one with ``==``.
+        unhashable: dict[int, list[Intent]] = {}
         for intent in intents:
-            if names is None or intent.name in names:
+            if names is not None and intent.name not in names:
+                kept.append(intent)
+                continue
+            if key is not None:
                 k = key(intent)
-                if k in seen:
+                if k in seen_keys:
                     continue
-                seen.add(k)
+                seen_keys.add(k)
+                kept.append(intent)
+                continue
+            task, options = intent._task, intent.dispatch_options
+            try:
+                # id(task): the same object, never an equal or same-named one.
+                # (The task is alive, held by the intent, so its id is stable.)
+                k = (id(task), intent._args, frozenset(intent._kwargs.items()), _freeze(options))
+                hash(k)
+            except TypeError:
+                same_task = unhashable.setdefault(id(task), [])
+                if any(_same_effect(intent, other) for other in same_task):
+                    continue
+                same_task.append(intent)
+                kept.append(intent)
+                continue
+            if k in seen_keys:
+                continue
+            seen_keys.add(k)
             kept.append(intent)
         return kept
 
     def __repr__(self) -> str:
         args = []
-        if self.key is not _default_key:
+        if self.key is not None:
             args.append(f"key={getattr(self.key, '__name__', self.key)!r}")
         if self.names is not None:
             args.append(f"names={sorted(self.names)!r}")
         return f"CoalesceDuplicates({', '.join(args)})"
+
+
+def _freeze(options: Any) -> Hashable:
+    return None if options is None else frozenset(options.items())
+
+
+def _same_effect(a: Intent, b: Intent) -> bool:
+    return (
+        a._task is b._task
+        and a._args == b._args
+        and a._kwargs == b._kwargs
+        and a.dispatch_options == b.dispatch_options
+    )

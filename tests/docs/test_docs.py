@@ -61,7 +61,7 @@ PAGE = textwrap.dedent(
 
     ```python
     import airlock
-    assert airlock.get_configuration()["policy"].__class__.__name__ == "AllowAll"
+    assert airlock.get_configuration()["policy"] is None
     airlock.configure(policy=airlock.DropAll())
     shared = hidden + " and shared"
     ```

@@ -128,10 +128,10 @@ def test_policies_and_nesting_decide_what_is_stored(storage: SQLAlchemyStorage) 
             airlock.enqueue(record, 1)
             airlock.enqueue(backend_task, 2)  # blocked by the outbox scope's policy
             with airlock.scope(policy=airlock.DropAll()):
-                airlock.enqueue(record, 3)  # dropped by the inner scope: never reaches the outbox
+                airlock.enqueue(record, 3)  # captured, then dropped by the inner policy: never stored
             with airlock.scope() as inner:
                 airlock.enqueue(record, 4)
-            assert inner.is_flushed and [i.args for i in scope.captured_intents] == [(4,)]
+            assert inner.is_flushed and [i.args for i in scope.captured_intents] == [(3,), (4,)]
             with airlock.policy(airlock.DropAll()):
                 airlock.enqueue(record, 5)
     assert [json.loads(r["args"]) for r in rows(storage)] == [[1], [4]]

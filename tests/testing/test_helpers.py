@@ -60,7 +60,9 @@ def test_capture_sees_what_nested_scopes_flush_but_not_what_they_discard() -> No
             raise RuntimeError("boom")
         with airlock.scope(policy=airlock.DropAll()):
             airlock.enqueue(send_email, "dropped-inside")
-    assert [i.args for i in intents] == [("kept",)]
+    # Policies judge when an intent is finally dispatched (SPEC §5.2), so the
+    # inner DropAll's intent is captured; it would be dropped at dispatch.
+    assert [i.args for i in intents] == [("kept",), ("dropped-inside",)]
     assert ran == []
 
 

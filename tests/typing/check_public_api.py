@@ -50,7 +50,7 @@ airlock.scope(airlock.LogOnFlush(logging.getLogger("app")))
 airlock.scope(airlock.AssertNoEffects(), executor=lambda i: i.task(*i.args, **i.kwargs), origin="x")
 airlock.configure(policy=airlock.AllowAll(), scope_kwargs={})
 config = airlock.get_configuration()
-assert_type(config["scope_cls"], type[Scope])
+assert_type(config["scope_cls"], type[Scope] | None)
 airlock.reset_configuration()
 
 

@@ -119,7 +119,7 @@ class AirlockMiddleware:
         cls = kwargs.pop("_cls", None)
         if cls is None:
             configured = _config.current().scope_cls
-            cls = ASGIScope if configured is Scope else configured
+            cls = ASGIScope if configured is None or configured is Scope else configured
         kwargs.setdefault("origin", origin)
         return airlock.scope(policy, _cls=cls, **kwargs)
 

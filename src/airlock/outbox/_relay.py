@@ -130,9 +130,9 @@ class Relay:
         prune_every: float = 600.0,
     ) -> None:
         if executor is None:
-            from .. import get_configuration
+            from .. import _execute, get_configuration
 
-            executor = get_configuration()["executor"]
+            executor = get_configuration()["executor"] or _execute
         if not callable(executor):
             raise TypeError(f"Relay(executor=...) needs a callable taking an Intent, got {executor!r}")
         for label, value in (("batch_size", batch_size), ("max_attempts", max_attempts)):

@@ -1,21 +1,12 @@
-"""The default executor: call the task in-process, right away."""
+"""The in-process executor, under its integration name.
+
+Compatibility location: the executor belongs to the core as
+``airlock._execute`` (the default executor); ``sync_executor`` is the same
+function, kept importable from here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..._intent import Intent
+from ..._dispatch import execute as sync_executor
 
 __all__ = ["sync_executor"]
-
-
-def sync_executor(intent: Intent) -> Any:
-    """Call ``intent.task(*intent.args, **intent.kwargs)`` and return its result.
-
-    A coroutine function's result is a coroutine; an async scope awaits it.
-    A Django task object (not callable) runs in-process with its ``.call()``.
-    """
-    task = intent._task
-    if not callable(task):
-        task = task.call
-    return task(*intent._args, **intent._kwargs)

@@ -1,0 +1,616 @@
+"""The :class:`Scope`: a unit of work's buffer of intents, its lifecycle and nesting.
+
+Lifecycle, usable imperatively (integrations do)::
+
+    scope.enter() -> code runs, intents buffered -> scope.end(error)
+    (end = exit() -> should_flush(error) -> flush() or discard())
+
+``with`` / ``async with`` and every integration go through :meth:`Scope.end`
+/ :meth:`Scope.aend`, the one end-of-life path.
+
+Concurrency: a scope may be shared by several threads (``carry_context``).
+An ``enqueue`` racing the scope's flush either lands in that flush or raises
+:class:`~airlock.ScopeStateError`: the flush *seals* the buffer (state and
+length, under one lock), and an enqueue that finds the scope sealed right
+after appending checks, under the same lock, whether the flush took its
+intent; if not, it takes it back out and raises.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, ClassVar, Final
+
+from . import _config, _context, _observe
+from ._dispatch import Dispatching, execute, report_undispatched
+from ._errors import ScopeStateError, UsageError
+from ._intent import Intent, _Meta
+from ._judge import asks_on_enqueue, checked_subsequence, distinct, judge, selector
+from ._policies import AllowAll, check_policy
+from ._protocols import Policy
+
+__all__ = ["Scope"]
+
+_NEW: Final = 0
+_ACTIVE: Final = 1
+_EXITED: Final = 2
+_FLUSHED: Final = 3
+_DISCARDED: Final = 4
+_STATES: Final = ("new (never entered)", "active", "exited (not yet flushed or discarded)", "flushed", "discarded")
+
+_ids = itertools.count(1)
+_get_current = _context.current.get
+_set_current = _context.current.set
+_reset_current = _context.current.reset
+#: Seals buffers (see the module docstring). Process-wide and held for a few
+#: bytecodes, so one lock serves every scope; it guards no user object.
+_seal_lock = threading.Lock()
+#: The policy of scopes when none was given or configured.
+_DEFAULT_POLICY: Final = AllowAll()
+
+
+class Scope(Dispatching):
+    """A unit of work's buffer of intents, and the decision about them.
+
+    ``policy`` decides WHICH intents escape, ``executor`` HOW they run (both
+    default to :func:`airlock.configure`'s, else ``AllowAll()`` and the
+    in-process ``airlock._execute``), ``origin`` says where the unit of work
+    comes from (a request path, a task name) and is recorded on every intent
+    enqueued in it; nested scopes inherit it.
+
+    Subclasses change WHEN by overriding :meth:`should_flush`,
+    :meth:`_dispatch_all` / :meth:`_adispatch_all` (defer) or the per-intent
+    :meth:`_dispatch_one` / :meth:`_adispatch_one`, how they treat a nested
+    scope's intents with :meth:`before_descendant_flushes`, what is checked at
+    enqueue with :meth:`enqueue_checks`, and what happens to each enqueued
+    intent with :meth:`_add`. They never need to override :meth:`flush`.
+    """
+
+    #: When true, this scope's flush is final for its intents: every enclosing
+    #: scope's policy still judges them (``allows``, once per distinct
+    #: instance), but no enclosing scope captures them. For scopes that hand
+    #: intents to something durable themselves (the outbox).
+    dispatches_own_intents: ClassVar[bool] = False
+
+    # Class-level defaults: a scope only stores what differs from them, which
+    # keeps creating one (once per request, task or test) cheap.
+    _state = _NEW
+    _async = False  # entered with ``async with`` / aenter()
+    _awaits = False  # coroutine tasks enqueued here will be awaited
+    _parent: Scope | None = None
+    _token: Token[Any] | None = None
+    _checks: tuple[Callable[[Intent], None], ...] | None = None  # resolved at the first enqueue
+    _asked: tuple[Any, ...] = ()  # the scope policies whose on_enqueue is in _checks
+    _captured: dict[int, tuple[Any, ...]] | None = None  # id(intent) -> policies it passed through
+    _needs_filter = False  # some intent has local policies or conditions
+    _custom_add = False  # the class overrides _add
+    _sealed = 0  # buffer length when flush/discard sealed it
+    _origin: str | None = None
+    _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
+    _guard: _context._Judging | None = None
+    _id: int | None = None
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        executor: Callable[[Intent], Any] | None = None,
+        *,
+        origin: str | None = None,
+    ) -> None:
+        if policy is None:
+            policy = _config._snapshot.policy
+            if policy is None:
+                policy = _DEFAULT_POLICY
+        else:
+            check_policy(policy, f"{type(self).__name__}(policy=...)")
+        if executor is None:
+            executor = _config._snapshot.executor
+            if executor is None:
+                executor = execute
+        elif not callable(executor):
+            raise TypeError(f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}")
+        if origin is not None:
+            if not isinstance(origin, str):
+                raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
+            self._origin = origin
+        self._policy = policy
+        self._executor = executor
+        self._buffer: list[Intent] = []
+
+    # -- read-only views --------------------------------------------------
+
+    @property
+    def id(self) -> int:  # type: ignore[override]
+        """A process-unique number for log records and traces."""
+        if self._id is None:
+            self._id = next(_ids)
+        return self._id
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this scope applies at enqueue and at dispatch."""
+        return self._policy
+
+    @property
+    def executor(self) -> Callable[[Intent], Any]:
+        """The executor that runs the intents this scope dispatches."""
+        return self._executor
+
+    @property
+    def origin(self) -> str | None:
+        """Where this unit of work comes from (request path, task name); inherited when nested."""
+        return self._origin
+
+    @property
+    def parent(self) -> Scope | None:
+        """The scope that was active when this one was entered, if any."""
+        return self._parent
+
+    @property
+    def intents(self) -> list[Intent]:
+        """Every buffered intent, own and captured, in FIFO order (a copy)."""
+        return list(self._buffer)
+
+    @property
+    def own_intents(self) -> list[Intent]:
+        """Intents enqueued while this scope was the innermost one."""
+        captured = self._captured
+        if not captured:
+            return list(self._buffer)
+        return [i for i in self._buffer if id(i) not in captured]
+
+    @property
+    def captured_intents(self) -> list[Intent]:
+        """Intents captured from nested scopes that flushed into this one."""
+        captured = self._captured
+        if not captured:
+            return []
+        return [i for i in self._buffer if id(i) in captured]
+
+    @property
+    def is_active(self) -> bool:
+        """True while this is the innermost active scope of the calling context."""
+        if self._state != _ACTIVE:
+            return False
+        current = _get_current()
+        return current is self or (type(current) is _context._Judging and current.scope is self)
+
+    @property
+    def is_flushed(self) -> bool:
+        """``flush()`` has run."""
+        return self._state == _FLUSHED
+
+    @property
+    def is_discarded(self) -> bool:
+        """``discard()`` has run."""
+        return self._state == _DISCARDED
+
+    def __repr__(self) -> str:
+        state = _STATES[self._state].split(" ")[0]
+        return f"<{type(self).__name__} {state} policy={self._policy!r} intents={len(self._buffer)}>"
+
+    # -- extension points -------------------------------------------------
+
+    def should_flush(self, error: BaseException | None) -> bool:
+        """Whether the scope flushes on exit. Default: only when no error escaped."""
+        return error is None
+
+    def before_descendant_flushes(self, exiting_scope: Scope, intents: list[Intent]) -> list[Intent]:
+        """Which of a flushing nested scope's intents may dispatch now.
+
+        Return a list (a sub-sequence of ``intents``); the others are captured
+        into this scope's buffer and wait for its own decision. Default: capture
+        everything, so the outermost scope has the last word.
+        """
+        return []
+
+    def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
+        """Callables run on every intent enqueued in this scope or a nested one.
+
+        Default: the executor's ``validate`` (if it has one). Subclasses may add
+        their own (call ``super().enqueue_checks()``), e.g. to tie an intent to
+        the transaction it was made in with :meth:`Intent.add_condition`.
+        Asked once per scope, at its first enqueue. (Policies are not checks:
+        the scope asks their ``on_enqueue`` itself.)
+        """
+        validate = getattr(self._executor, "validate", None)
+        return (validate,) if validate is not None else ()
+
+    def _add(self, intent: Intent) -> None:
+        """Buffer ``intent`` (already judged): the hook every enqueued intent passes through.
+
+        Override to observe or redirect intents, calling ``super()._add(intent)``
+        to keep them. Also usable imperatively on a scope that was never
+        entered; ``flush()`` then acts on what was added.
+        """
+        if self._state > _EXITED:
+            self._refuse(intent)
+        self._buffer.append(intent)
+        if self._state > _EXITED:
+            self._late(intent)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def enter(self) -> Scope:
+        """Make this the innermost active scope of the current context."""
+        if self._state:
+            if self._state == _ACTIVE:
+                raise ScopeStateError(f"cannot enter {self!r}: it is already active; scopes are single-use")
+            raise ScopeStateError(f"cannot enter {self!r}: it is {_STATES[self._state]}; scopes are single-use")
+        parent = _get_current()
+        if parent is not None:
+            if type(parent) is _context._Judging:
+                raise UsageError("cannot open an airlock scope inside a policy callback")
+            self._parent = parent  # type: ignore[assignment]
+            if self._origin is None:
+                self._origin = parent._origin
+            self._awaits = self._computed_awaits()
+        if self._origin is not None:
+            self._shared_meta = _Meta(origin=self._origin)
+        if type(self)._add is not _base_add:
+            self._custom_add = True
+        self._token = _set_current(self)
+        self._state = _ACTIVE
+        return self
+
+    __enter__ = enter
+
+    async def aenter(self) -> Scope:
+        """Enter as a scope that flushes asynchronously (it can await coroutine tasks)."""
+        self.enter()
+        self._async = True
+        self._awaits = self._computed_awaits()
+        return self
+
+    def _computed_awaits(self) -> bool:
+        # Whether every scope that could end up dispatching this scope's
+        # intents awaits: this one if it dispatches its own or has no parent
+        # (or the parent may let intents through), and then the parent's.
+        parent = self._parent
+        if parent is None or self.dispatches_own_intents:
+            return self._async
+        captures_all = type(parent).before_descendant_flushes is _base_before_descendant_flushes
+        return parent._awaits and (captures_all or self._async)
+
+    def exit(self) -> None:
+        """Stop being the active scope. Then :meth:`flush` or :meth:`discard` (or use :meth:`end`).
+
+        Only the innermost active scope of the context that entered it can
+        exit; anything else is a :class:`~airlock.ScopeStateError` that leaves
+        every context's active scope as it was.
+        """
+        if self._state != _ACTIVE:
+            raise ScopeStateError(f"cannot exit {self!r}: it is {_STATES[self._state]}, not active")
+        current = _get_current()
+        if current is not self:
+            if current is not None and type(current) is not _context._Judging and _is_ancestor(self, current):
+                raise ScopeStateError(
+                    f"cannot exit {self!r}: the scope {current!r} it encloses is still active; exit that first"
+                )
+            raise ScopeStateError(
+                f"cannot exit {self!r}: it is not the innermost active scope of this context "
+                "(exit it where it was entered)"
+            )
+        try:
+            _reset_current(self._token)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError):
+            raise ScopeStateError(
+                f"cannot exit {self!r} from a different context than the one that entered it"
+            ) from None
+        self._state = _EXITED
+
+    def flush(self) -> list[Intent]:
+        """Dispatch what the policies allow; return the intents dispatched now.
+
+        Intents that an enclosing scope captures are not dispatched by this
+        scope (and not returned): they wait for the enclosing scope.
+        """
+        intents = self._seal(_FLUSHED, "flush")
+        if not intents:
+            return []
+        now = self._route(intents)
+        if now:
+            self._dispatch_all(now)
+        return now
+
+    async def aflush(self) -> list[Intent]:
+        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors."""
+        intents = self._seal(_FLUSHED, "flush")
+        if not intents:
+            return []
+        now = self._route(intents)
+        if now:
+            await self._adispatch_all(now)
+        return now
+
+    def discard(self) -> list[Intent]:
+        """Drop every buffered intent (own and captured); return them."""
+        dropped = self._seal(_DISCARDED, "discard")
+        if dropped and _observe.listening():
+            _observe.scope_ended(
+                _observe.ScopeEndEvent(self, self.id, "discarded", self._origin, (), tuple(dropped), ())
+            )
+        return dropped
+
+    def end(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
+        """The one end-of-life path: :meth:`exit`, decide, then :meth:`flush` or :meth:`discard`.
+
+        The scope flushes when ``flush`` is true (an integration's own rule,
+        e.g. "the response status is below 400") and :meth:`should_flush`
+        agrees for ``error``. A ``should_flush`` that raises leaves the scope
+        discarded and the exception propagating. A subclass whose ``exit()``
+        already flushed or discarded is left as it is. Returns what was
+        dispatched (``[]`` when discarded).
+        """
+        self.exit()
+        if self._state != _EXITED:
+            return []
+        if self._decide(error, flush):
+            return self.flush()
+        self.discard()
+        return []
+
+    async def aend(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
+        """Async twin of :meth:`end`: flushes with :meth:`aflush`."""
+        self.exit()
+        if self._state != _EXITED:
+            return []
+        if self._decide(error, flush):
+            return await self.aflush()
+        self.discard()
+        return []
+
+    def _decide(self, error: BaseException | None, flush: bool) -> bool:
+        if not flush:
+            return False
+        try:
+            return bool(self.should_flush(error))
+        except BaseException:
+            self.discard()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    async def __aenter__(self) -> Scope:
+        return await self.aenter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aend(exc)
+
+    # -- buffer and state -------------------------------------------------
+
+    def _seal(self, state: int, action: str) -> list[Intent]:
+        """Move to ``state`` (flushed/discarded) and take the buffer, atomically."""
+        with _seal_lock:
+            current = self._state
+            if current != _EXITED and current != _NEW:
+                self._wrong_state(action)
+            self._state = state
+            buffer = self._buffer
+            self._sealed = len(buffer)
+            return buffer[:]
+
+    def _late(self, intent: Intent) -> None:
+        """An enqueue found the scope sealed after appending ``intent``: was it taken?"""
+        with _seal_lock:  # waits for the sealing flush to have taken its copy
+            buffer = self._buffer
+            for k in range(len(buffer) - 1, self._sealed - 1, -1):
+                if buffer[k] is intent:
+                    del buffer[k]  # appended after the seal: not in the flush
+                    self._refuse(intent)
+        # Taken by the flush (or discard) that sealed the scope.
+
+    def _wrong_state(self, action: str) -> None:
+        if self._state == _ACTIVE:
+            raise ScopeStateError(
+                f"Cannot {action} {self!r} while scope is still active; exit() it first (or use end())"
+            )
+        raise ScopeStateError(f"cannot {action} {self!r}: it is already {_STATES[self._state]}")
+
+    def _refuse(self, intent: Intent) -> None:
+        raise ScopeStateError(f"cannot enqueue {intent.name} into {self!r}: it is already {_STATES[self._state]}")
+
+    def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
+        """What every enqueue into this scope runs (worked out at the first one)."""
+        chain: list[Scope] = []
+        scope: Scope | None = self
+        while scope is not None:
+            chain.append(scope)
+            scope = scope._parent
+        asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
+        checks: list[Callable[[Intent], None]] = []
+        for s in chain:
+            for check in s.enqueue_checks():
+                if not any(check == c for c in checks):
+                    checks.append(check)
+        self._asked = asked
+        # Policies first (innermost first), each looked up when called.
+        resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(checks)
+        self._checks = resolved
+        return resolved
+
+    def _judge(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
+        """Run the enqueue-time judgement of ``intent`` (under the judging guard)."""
+        token = _set_current(self._judging_guard())
+        try:
+            local = intent.local_policies
+            if local:
+                # Local policies first (innermost first), then the scope
+                # policies that were not among them: each instance once.
+                ordered = distinct(list(reversed(local)))
+                for policy in ordered:
+                    policy.on_enqueue(intent)
+                asked = self._asked
+                for policy in asked:
+                    if not any(policy is seen for seen in ordered):
+                        policy.on_enqueue(intent)
+                checks = checks[len(asked) :]
+                self._needs_filter = True
+            for check in checks:
+                check(intent)
+        finally:
+            _reset_current(token)
+        meta = intent._meta
+        if meta is not None and meta.conditions:
+            self._needs_filter = True
+
+    def _judging_guard(self) -> _context._Judging:
+        guard = self._guard
+        if guard is None:
+            guard = self._guard = _context._Judging(self)
+        return guard
+
+    # -- nesting and judgement at flush -----------------------------------
+
+    def _route(self, intents: list[Intent]) -> list[Intent]:
+        """The intents this flush dispatches now (judged); the rest go to ancestors."""
+        try:
+            return self._routed(intents)
+        except BaseException as exc:
+            report_undispatched(self, exc, intents, f"was raised while {self!r} was flushing")
+            raise
+
+    def _routed(self, intents: list[Intent]) -> list[Intent]:
+        listening = _observe.listening()
+        kept = [i for i in intents if not i._is_void()] if self._needs_filter else intents
+        parent = self._parent
+        if parent is None or self.dispatches_own_intents:
+            now = self._judged(kept)
+            captured: list[Intent] = []
+        else:
+            now, captured = self._hand_to_ancestors(kept)
+            if now:
+                now = self._judged(now)
+        if listening:
+            now_ids = {id(i) for i in now}
+            out_ids = now_ids | {id(i) for i in captured}
+            dropped = tuple(i for i in intents if id(i) not in out_ids)
+            _observe.scope_ended(
+                _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
+            )
+        return now
+
+    def _tail(self) -> tuple[Any, ...]:
+        """The scope policies that judge at this scope's final dispatch, innermost first."""
+        if not self.dispatches_own_intents or self._parent is None:
+            return (self._policy,)
+        policies = []
+        scope: Scope | None = self
+        while scope is not None:
+            policies.append(scope._policy)
+            scope = scope._parent
+        return distinct(policies)
+
+    def _judged(self, intents: list[Intent]) -> list[Intent]:
+        """Final judgement of ``intents``, dispatched by this scope."""
+        tail = self._tail()
+        captured = self._captured
+        if not captured and not self._needs_filter:
+            # Every intent has the same judges: this scope's policy (and, for
+            # a scope that dispatches its own, the enclosing ones).
+            selectors = [select for select in map(selector, tail) if select is not None]
+            if not selectors:
+                return intents  # they all allow everything
+            token = _set_current(self._judging_guard())
+            try:
+                for select in selectors:
+                    intents = select(intents)
+                    if not intents:
+                        break
+                return intents
+            finally:
+                _reset_current(token)
+        chains = []
+        for intent in intents:
+            history = captured.get(id(intent), ()) if captured else ()
+            chains.append(distinct([*reversed(intent.local_policies), *history, *tail]))
+        token = _set_current(self._judging_guard())
+        try:
+            return judge(intents, chains)
+        finally:
+            _reset_current(token)
+
+    def _hand_to_ancestors(self, intents: list[Intent]) -> tuple[list[Intent], list[Intent]]:
+        """Ask each ancestor which intents may dispatch now; it captures the others."""
+        captured: list[Intent] = []
+        ancestor = self._parent
+        while intents and ancestor is not None:
+            allowed = ancestor.before_descendant_flushes(self, intents)
+            if not isinstance(allowed, list):
+                raise TypeError(
+                    f"{type(ancestor).__name__}.before_descendant_flushes() must return a list of intents, "
+                    f"got {type(allowed).__name__}"
+                )
+            if allowed:
+                allowed = checked_subsequence(allowed, intents, "before_descendant_flushes")
+                allowed_ids = {id(i) for i in allowed}
+                taken = [i for i in intents if id(i) not in allowed_ids]
+            else:
+                taken = intents
+            ancestor._capture(taken, self)
+            captured += taken
+            intents = allowed
+            ancestor = ancestor._parent
+        return intents, captured
+
+    def _capture(self, intents: list[Intent], descendant: Scope) -> None:
+        """Take ``intents`` from a flushing ``descendant`` into this buffer."""
+        if not intents:
+            return
+        mine = self._captured
+        if mine is None:
+            mine = self._captured = {}
+        theirs = descendant._captured
+        own = (descendant._policy,)
+        merged: dict[int, tuple[Any, ...]] = {}  # one history tuple per distinct history
+        with _seal_lock:
+            if self._state > _EXITED:
+                raise ScopeStateError(
+                    f"{descendant!r} flushed {len(intents)} intent(s) into its enclosing {self!r}, "
+                    f"which is already {_STATES[self._state]}: they cannot be captured"
+                )
+            for intent in intents:
+                history = theirs.get(id(intent)) if theirs else None
+                if history is None:
+                    mine[id(intent)] = own
+                else:
+                    new = merged.get(id(history))
+                    if new is None:
+                        new = merged[id(history)] = distinct([*history, descendant._policy])
+                    mine[id(intent)] = new
+            self._buffer.extend(intents)
+        if descendant._needs_filter:
+            self._needs_filter = True
+
+
+_base_add = Scope._add
+_base_before_descendant_flushes = Scope.before_descendant_flushes
+
+
+def _on_enqueue_of(policy: Any) -> Callable[[Intent], None]:
+    # Looked up when called: an instance attribute or a patch takes effect.
+    return lambda intent: policy.on_enqueue(intent)
+
+
+def _is_ancestor(scope: Scope, of: Any) -> bool:
+    parent = getattr(of, "_parent", None)
+    while parent is not None:
+        if parent is scope:
+            return True
+        parent = parent._parent
+    return False
