@@ -19,8 +19,8 @@ from typing import Any, Final
 
 from .._errors import UsageError
 from .._intent import Intent
-from .._policies import PolicyProtocol, select_hook
-from .._scope import Scope
+from .._lifecycle import Scope
+from .._protocols import Policy
 from ._carriers import capture_context
 from ._model import PENDING, utcnow
 from ._serialize import Payload, serialize_intent
@@ -58,7 +58,7 @@ class BaseOutboxScope(Scope):
 
     def __init__(
         self,
-        policy: PolicyProtocol | None = None,
+        policy: Policy | None = None,
         *,
         executor: Callable[[Intent], Any] | None = None,
         origin: str | None = None,
@@ -106,7 +106,7 @@ class BaseOutboxScope(Scope):
         super().enter()
         # Rows are stored, not run: the relay awaits coroutine tasks, so a
         # sync outbox scope accepts them (SPEC §5.6).
-        self._async = True
+        self._awaits = True
         return self
 
     __enter__ = enter
@@ -122,35 +122,15 @@ class BaseOutboxScope(Scope):
             payload = payload._replace(context=context)
         self._pending[id(intent)] = (intent, payload, self._tie(intent))
 
-    def _hand_to_ancestors(self, intents: list[Intent]) -> list[Intent]:
-        # Fallback for a core without ``dispatches_own_intents``: every
-        # enclosing policy judges (each distinct instance once), none captures.
-        if not intents or "dispatches_own_intents" in vars(Scope):
-            return super()._hand_to_ancestors(intents)
-        return self._judged_by_ancestors(intents)
+    def _judged_now(self, intents: list[Intent]) -> list[Intent]:
+        """What the policies let through of ``intents``, stored before this scope's own flush.
 
-    def _judged_by_ancestors(self, intents: list[Intent]) -> list[Intent]:
-        seen = {id(self._policy)}
-        ancestor = self._parent
-        while intents and ancestor is not None:
-            policy = ancestor._policy
-            if id(policy) not in seen:
-                seen.add(id(policy))
-                select = select_hook(policy)
-                if select is not None:
-                    kept = {id(i) for i in select(list(intents))}
-                    intents = [i for i in intents if id(i) in kept]
-            ancestor = ancestor._parent
-        return intents
-
-    def _judged(self, intents: list[Intent]) -> list[Intent]:
-        """What the policies let through of ``intents`` stored before this scope's own flush."""
-        kept = self._filter(intents)
-        select = select_hook(self._policy)
-        if select is not None and kept:
-            chosen = {id(i) for i in select(list(kept))}
-            kept = [i for i in kept if id(i) in chosen]
-        return self._judged_by_ancestors(kept)
+        The same judgement as the flush's: void intents (their transaction or
+        savepoint rolled back) out, then local policies, this scope's policy,
+        every enclosing scope's (each distinct instance once).
+        """
+        kept = [i for i in intents if not i._is_void()]
+        return self._judged(kept) if kept else kept
 
     # -- storing -------------------------------------------------------------
 

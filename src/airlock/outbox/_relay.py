@@ -32,7 +32,8 @@ from types import FrameType
 from typing import Any
 
 from .._intent import Intent
-from .._scope import Scope, _is_coroutine_callable
+from .._intent import is_coroutine_task
+from .._lifecycle import Scope
 from ._carriers import restored_context
 from ._model import ClaimedRow, Failure, OutboxStorage, utcnow
 from ._serialize import deserialize, resolve_task
@@ -360,7 +361,7 @@ class Relay:
                 task,
                 hasattr(task, "apply_async"),
                 _accepts_outbox_id(task),
-                _is_coroutine_callable(task),
+                is_coroutine_task(task),
             )
         return found
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from .._errors import UsageError
 from .._intent import Intent
-from .._policies import PolicyProtocol
-from .._scope import _EXITED
+from .._lifecycle import _EXITED
+from .._protocols import Policy
 from ._base import COMMITTED, OPEN, BaseOutboxScope
 from ._table import keys_table
 from ._table import table as default_table
@@ -138,7 +138,7 @@ class OutboxScope(BaseOutboxScope):
 
     def __init__(
         self,
-        policy: PolicyProtocol | None = None,
+        policy: Policy | None = None,
         *,
         session: Session | AsyncSession | None = None,  # type: ignore[valid-type]
         table: Table | None = None,
@@ -216,15 +216,17 @@ class OutboxScope(BaseOutboxScope):
                 mine.append(intent)
         if not mine:
             return
-        kept = self._judged(mine)
+        kept = self._judged_now(mine)
         if kept:
             rows, stored = self._rows(kept)
             self._insert(rows)
             self._stored.extend(stored)
         taken = {id(i) for i in mine}
         buffer[:] = [i for i in buffer if id(i) not in taken]
-        if self._captured_ids:
-            self._captured_ids.difference_update(taken)
+        captured = self._captured
+        if captured:
+            for key in taken:
+                captured.pop(key, None)
         self._forget(mine)
 
     def _statements(self, rows: list[dict[str, Any]]) -> list[tuple[Any, Any]]:

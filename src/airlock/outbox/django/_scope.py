@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from ..._intent import Intent
-from ..._policies import PolicyProtocol
+from ..._protocols import Policy
 from .._base import COMMITTED, OPEN, BaseOutboxScope
 
 __all__ = ["DjangoOutboxScope"]
@@ -86,7 +86,7 @@ class DjangoOutboxScope(BaseOutboxScope):
 
     def __init__(
         self,
-        policy: PolicyProtocol | None = None,
+        policy: Policy | None = None,
         *,
         using: str | None = None,
         executor: Callable[[Intent], Any] | None = None,
