@@ -1,22 +1,26 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# CONTRIBUTING.md describes every target, the services and their variables.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo tour test bench typecheck docs clean
+.PHONY: demo tour test test-pythons test-django6 extras lint lint-ci typecheck bench clean
 
+# pip >= 25.1 installs PEP 735 dependency groups (`--group`).
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade "pip>=25.1"
 
-# One stamp per extra set, so `make demo` stays light and `make test` gets everything.
+# One stamp per install, so `make demo` stays light and `make test` gets everything.
 $(VENV)/.demo-installed: pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[demo]"
 	touch $@
 
+# The development dependencies are the `dev` group (test + checks) of pyproject.toml.
 $(VENV)/.test-installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --upgrade "pip>=25.1"
+	$(PIP) install -q -e . --group dev
 	touch $@
 
 # The demo shop: Django on SQLite, tasks on a Huey queue with SQLite storage
@@ -37,6 +41,51 @@ test: $(VENV)/.test-installed
 	AIRLOCK_TEST_DJANGO_DB=postgres $(PY) -m pytest tests/integrations/django --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
 	$(PY) -m coverage report --include='*/airlock/_*.py' --fail-under=95
 
+# The other supported Pythons: the core suite (no framework) on each, in its own
+# virtualenv (.venv-3.12, .venv-3.13). `.ci/find-python` finds pyenv's interpreters.
+PYTHONS    ?= 3.12 3.13
+CORE_TESTS  = $(wildcard tests/test_*.py tests/compat/test_core*.py)
+test-pythons: $(foreach v,$(PYTHONS),$(VENV)-$(v)/.core-installed)
+	@for v in $(PYTHONS); do \
+		echo "== core suite on Python $$v"; \
+		$(VENV)-$$v/bin/python -m pytest -q -p no:cacheprovider -W "ignore:Unknown config option" \
+			$(CORE_TESTS) $(PYTEST_ARGS) || exit 1; \
+	done
+
+$(VENV)-%/.core-installed: pyproject.toml
+	test -x $(VENV)-$*/bin/python || "$$(bash .ci/find-python $*)" -m venv $(VENV)-$*
+	$(VENV)-$*/bin/python -m pip install -q --upgrade "pip>=25.1"
+	$(VENV)-$*/bin/python -m pip install -q -e . --group core
+	touch $@
+
+# The Django suite on Django 6 (Python 3.12), where django.tasks is Django's own.
+DJANGO6_PYTHON ?= 3.12
+DJANGO6_VENV   := $(VENV)-django6
+DJANGO6_TESTS  ?= tests/integrations/django tests/integrations/executors/test_django_tasks.py
+test-django6: $(DJANGO6_VENV)/.test-installed
+	$(DJANGO6_VENV)/bin/python -m pytest -q -p no:cacheprovider $(DJANGO6_TESTS) $(PYTEST_ARGS)
+
+$(DJANGO6_VENV)/.test-installed: pyproject.toml
+	test -x $(DJANGO6_VENV)/bin/python || "$$(bash .ci/find-python $(DJANGO6_PYTHON))" -m venv $(DJANGO6_VENV)
+	$(DJANGO6_VENV)/bin/python -m pip install -q --upgrade "pip>=25.1"
+	$(DJANGO6_VENV)/bin/python -m pip install -q -e . --group test "Django>=6.0,<6.1"
+	touch $@
+
+# The built wheel, installed alone with each extra in a fresh virtualenv (CI runs it).
+extras: $(VENV)/.test-installed
+	$(PY) .ci/extras.py
+
+# The project's habits: ruff (lint and format) and mypy, as pre-commit runs them.
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+# What CI checks until the tree has been reformatted once (see CONTRIBUTING.md):
+# errors that are always bugs (syntax, undefined names, shadowed imports).
+lint-ci: $(VENV)/.test-installed
+	$(PY) -m ruff check . --select E4,E7,E9,F --ignore F401,F841
+
 typecheck: $(VENV)/.test-installed
 	$(PY) -m mypy
 
@@ -44,4 +93,4 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .coverage .pytest_cache site
+	rm -rf $(VENV) $(VENV)-3.* $(DJANGO6_VENV) .coverage .pytest_cache site dist

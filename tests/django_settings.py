@@ -2,8 +2,8 @@
 ``DJANGO_SETTINGS_MODULE = "django_settings"``).
 
 The database comes from ``AIRLOCK_TEST_DJANGO_DB``: ``sqlite`` (default) or
-``postgres`` (server from ``AIRLOCK_TEST_POSTGRES_URL``, database
-``airlock_django`` so the test databases are ``test_airlock_django*``). Two
+``postgres`` (server and database from ``AIRLOCK_TEST_POSTGRES_URL``; Django's
+test databases are ``<that database>_djtest`` and ``<that database>_djtest_other``). Two
 aliases, ``default`` and ``other``, for multi-database tests.
 """
 
@@ -52,8 +52,12 @@ SILENCED_SYSTEM_CHECKS = ["admin.E403", "admin.E408", "admin.E409", "admin.E410"
 DJANGO_DB = os.environ.get("AIRLOCK_TEST_DJANGO_DB", "sqlite")
 
 
-def _postgres(name: str) -> dict[str, object]:
+def _postgres(suffix: str) -> dict[str, object]:
+    # The server and database come from AIRLOCK_TEST_POSTGRES_URL; Django's test
+    # databases are named after that database (test_tooling -> test_tooling_djtest),
+    # so two checkouts on one server never create or drop each other's.
     url = urlsplit(service_url("postgres"))
+    name = url.path.strip("/") or "postgres"
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
@@ -61,14 +65,14 @@ def _postgres(name: str) -> dict[str, object]:
         "PASSWORD": unquote(url.password or ""),
         "HOST": url.hostname or "127.0.0.1",
         "PORT": str(url.port or 5432),
-        "TEST": {"NAME": f"test_{name}"},
+        "TEST": {"NAME": f"{name}_{suffix}"},
     }
 
 
 if DJANGO_DB == "postgres":
     DATABASES = {
-        "default": _postgres("airlock_django"),
-        "other": _postgres("airlock_django_other"),
+        "default": _postgres("djtest"),
+        "other": _postgres("djtest_other"),
     }
 elif DJANGO_DB == "sqlite":
     DATABASES = {
@@ -85,9 +89,9 @@ TASKS = {
     "database": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "airlock-exec-other"]},
 }
 
-# executors branch: django-q2 cluster on the Redis test service, DB 5 (the
-# executors helper's DB range is 1-6).
-_redis = urlsplit(os.environ.get("AIRLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+# executors branch: django-q2 cluster on the Redis test service, in the database its
+# URL names (tests/integrations/redis_dbs.py: the suite uses no other).
+_redis = urlsplit(service_url("redis"))
 Q_CLUSTER = {
     "name": "airlock-exec",
     "workers": 1,
@@ -97,5 +101,5 @@ Q_CLUSTER = {
     "scheduler": False,
     "catch_up": False,
     "poll": 0.1,
-    "redis": {"host": _redis.hostname or "127.0.0.1", "port": _redis.port or 6379, "db": 5},
+    "redis": {"host": _redis.hostname or "127.0.0.1", "port": _redis.port or 6379, "db": int(_redis.path.strip("/") or 0)},
 }

@@ -18,6 +18,16 @@ used (``DjangoScope`` once the Django integration has configured airlock), and
 it is entered after pytest-django has opened the test's database transaction.
 When a test fails, its report gains a "Captured airlock intents" section
 listing what was enqueued.
+
+The plugin never passes a test it should fail:
+
+* the scope ends through ``Scope.end()`` (the one end-of-life path) and
+  flushes only when the test itself passed: a failed, skipped, xfailed or
+  xpassed test dispatches nothing;
+* under ``assert-no-effects`` (by name, or an ``AssertNoEffects()`` instance),
+  a ``PolicyViolation`` that the code under test caught and swallowed still
+  fails the test. A violation the test function handles itself (``with
+  pytest.raises(PolicyViolation): ...``) is the test's business and passes.
 """
 
 from __future__ import annotations
@@ -26,30 +36,65 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Callable, Coroutine, Generator, Iterator
+from types import CodeType
 from typing import Any
 
 import pytest
 
-from ._config import _check_policy
-from ._policies import AllowAll, AssertNoEffects, DropAll, PolicyProtocol
-from ._scope import Scope, scope
+from . import AllowAll, AssertNoEffects, DropAll, PolicyProtocol, PolicyViolation, Scope, scope
 from .testing import describe_intents
 
 __all__ = ["airlock_scope", "resolve_policy"]
 
 PolicyFactory = Callable[[], PolicyProtocol]
 
+
+class _GuardedNoEffects(AssertNoEffects):
+    """``AssertNoEffects`` for one test: it also remembers every violation it raised.
+
+    So the plugin can fail a test whose code caught the violation and went on
+    as if nothing had happened.
+    """
+
+    def __init__(self) -> None:
+        self.violations: list[PolicyViolation] = []
+
+    def on_enqueue(self, intent: Any) -> None:
+        try:
+            super().on_enqueue(intent)
+        except PolicyViolation as violation:
+            self.violations.append(violation)
+            raise
+
+    def __repr__(self) -> str:
+        return "AssertNoEffects()"
+
+
+def _guarded(policy: PolicyProtocol) -> PolicyProtocol:
+    """The policy a test scope uses for ``policy``: a plain ``AssertNoEffects`` gets a guard."""
+    return _GuardedNoEffects() if type(policy) is AssertNoEffects else policy
+
+
 #: Names accepted by the option, the ini setting and the marker.
 NAMED_POLICIES: dict[str, PolicyFactory] = {
     "drop-all": DropAll,
-    "assert-no-effects": AssertNoEffects,
+    "assert-no-effects": _GuardedNoEffects,
     "allow-all": AllowAll,
 }
 _OFF = ("", "none", "off")
 
 _factory_key = pytest.StashKey[PolicyFactory | None]()
 _scope_key = pytest.StashKey[Scope]()
-_failed_key = pytest.StashKey[bool]()
+_call_key = pytest.StashKey[pytest.TestReport]()
+_error_key = pytest.StashKey[BaseException]()
+_reported_key = pytest.StashKey[int]()
+
+
+def _check_policy(policy: object, where: str) -> None:
+    if isinstance(policy, type):
+        raise TypeError(f"{where} needs a policy instance, got the class {policy.__name__}; write {policy.__name__}()")
+    if not (callable(getattr(policy, "on_enqueue", None)) and callable(getattr(policy, "allows", None))):
+        raise TypeError(f"{where} needs a policy (an object with on_enqueue() and allows()), got {policy!r}")
 
 # pytest-django's fixtures that open the test's database (transaction); when a
 # test uses one, the airlock scope is entered after it.
@@ -79,6 +124,8 @@ def resolve_policy(spec: object, where: str) -> PolicyFactory:
         )
     _check_policy(spec, where)
     policy: PolicyProtocol = spec  # type: ignore[assignment]
+    if type(policy) is AssertNoEffects:
+        return _GuardedNoEffects
     return lambda: policy
 
 
@@ -100,12 +147,14 @@ def _import_policy(path: str, where: str) -> PolicyFactory:
         def make() -> PolicyProtocol:
             policy = target()
             _check_policy(policy, f"{where} ({path!r} returned it)")
-            return policy  # type: ignore[no-any-return]
+            return _guarded(policy)
 
         make()  # fail now, at start-up, rather than in every test
         return make
     _check_policy(target, where)
     instance: PolicyProtocol = target
+    if type(instance) is AssertNoEffects:
+        return _GuardedNoEffects
     return lambda: instance
 
 
@@ -188,14 +237,87 @@ def _run_scope(
     try:
         yield test_scope
     finally:
-        test_scope.exit()
-        failed = item.stash.get(_failed_key, False)
-        if failed or not test_scope.should_flush(None):
-            test_scope.discard()
-        elif is_async:
-            asyncio.run(test_scope.aflush())
+        # Flush only after a test that passed: not one that failed, was
+        # skipped (before or during its call), xfailed or xpassed.
+        call = item.stash.get(_call_key, None)
+        passed = call is not None and call.passed and not hasattr(call, "wasxfail")
+        error = item.stash.get(_error_key, None)
+        if is_async:
+            _end_async(test_scope, error, passed)
         else:
-            test_scope.flush()
+            test_scope.end(error, flush=passed)
+    # Violations swallowed while the fixtures were torn down.
+    _raise_swallowed(item, test_scope)
+
+
+def _end_async(test_scope: Scope, error: BaseException | None, flush: bool) -> None:
+    """``test_scope.aend(error, flush=flush)``, for a scope entered in this synchronous context.
+
+    ``aend`` cannot run as one coroutine here: the scope must be exited in the
+    context that entered it (this one), while its coroutine tasks must be
+    awaited on an event loop, which runs them in a *copy* of this context.
+    So the scope is exited here and the rest of ``aend`` (decide, then
+    ``aflush`` or ``discard``) happens on a fresh loop.
+    """
+    test_scope.exit()
+    if test_scope.is_flushed or test_scope.is_discarded:
+        return  # a subclass's exit() ended it already
+    try:
+        keep = flush and test_scope.should_flush(error)
+    except BaseException:
+        test_scope.discard()
+        raise
+    if keep:
+        asyncio.run(test_scope.aflush())
+    else:
+        test_scope.discard()
+
+
+def _test_codes(item: pytest.Item) -> set[CodeType]:
+    """The code objects of the test function (and of what its decorators wrap)."""
+    codes = set()
+    function = getattr(item, "obj", None)
+    while function is not None:
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            codes.add(code)
+        function = getattr(function, "__wrapped__", None)
+    return codes
+
+
+def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType]) -> bool:
+    # An exception's traceback starts at the frame that caught it: the test
+    # function (``with pytest.raises(...)``, ``try``/``except`` in the test),
+    # or pytest itself (``pytest.raises(E, func)``) means the test dealt with
+    # it; any other frame means the code under test swallowed it.
+    tb = violation.__traceback__
+    if tb is None:
+        return False
+    frame = tb.tb_frame
+    return frame.f_code in test_codes or str(frame.f_globals.get("__name__", "")).startswith("_pytest.")
+
+
+def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None:
+    """Fail the test if the code under test swallowed a violation of its ``AssertNoEffects``."""
+    if test_scope is None:
+        test_scope = item.stash.get(_scope_key, None)
+    guard = getattr(test_scope, "policy", None)
+    if not isinstance(guard, _GuardedNoEffects):
+        return
+    start = item.stash.get(_reported_key, 0)
+    new = guard.violations[start:]
+    item.stash[_reported_key] = len(guard.violations)
+    codes = _test_codes(item)
+    swallowed = [violation for violation in new if not _handled_by_the_test(violation, codes)]
+    if not swallowed:
+        return
+    listing = "\n".join(f"  #{number} {violation}" for number, violation in enumerate(swallowed, 1))
+    raise PolicyViolation(
+        f"{len(swallowed)} side effect(s) were attempted under assert-no-effects and the PolicyViolation "
+        f"was caught by the code under test, which went on as if nothing had happened:\n{listing}\n"
+        "The test fails anyway. (A test that expects the violation checks it itself, "
+        "e.g. 'with pytest.raises(airlock.PolicyViolation):' in the test function.)"
+    ) from swallowed[0]
 
 
 @pytest.fixture
@@ -244,10 +366,19 @@ def _airlock_policy_scope(request: pytest.FixtureRequest) -> Generator[None, Non
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    result = yield
+    _raise_swallowed(item)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
-    if report.failed:
-        item.stash[_failed_key] = True
+    if report.when == "call":
+        item.stash[_call_key] = report
+    if call.excinfo is not None and report.when in ("setup", "call"):
+        item.stash[_error_key] = call.excinfo.value
     test_scope = item.stash.get(_scope_key, None)
     if test_scope is not None and report.failed and report.when in ("call", "setup"):
         report.sections.append(

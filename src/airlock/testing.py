@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, overload
 
-from ._intent import Intent, task_name
-from ._policies import DropAll, PolicyProtocol
-from ._scope import Scope, scope
+from . import DropAll, Intent, PolicyProtocol, Scope, scope
+from ._intent import task_name
 
 __all__ = [
     "CapturedIntents",

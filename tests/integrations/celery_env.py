@@ -14,10 +14,10 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from integrations.redis_dbs import redis_url_for_db
+from integrations.redis_dbs import redis_test_db, redis_url_for_db
 from services import require_service
 
-CELERY_DB = 1
+CELERY_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass

@@ -35,7 +35,13 @@ def test_the_samples_are_realistic() -> None:
     # Guard against the test passing vacuously.
     assert len(expected_lines()) >= 20
     assert {p for p, _ in expected_lines()} == {
-        "shop/actors.py", "shop/billing.py", "shop/jobs.py", "shop/legacy.py", "shop/tasks.py", "shop/views.py",
+        "shop/actors.py",
+        "shop/billing.py",
+        "shop/jobs.py",
+        "shop/legacy.py",
+        "shop/remote.py",
+        "shop/tasks.py",
+        "shop/views.py",
     }
 
 
@@ -48,17 +54,29 @@ def test_api_reports_exactly_the_expected_lines() -> None:
     assert found == expected_lines()
 
 
-def test_cli_output_format_and_exit_status(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_output_format_and_exit_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(SAMPLES)
     assert main(["shop"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert {(line.split(":")[0], int(line.split(":")[1])) for line in out} == expected_lines()
-    assert "shop/views.py:11:18: AIR001 direct send_receipt.delay() bypasses airlock; use " \
+    assert (
+        "shop/views.py:11:18: AIR001 direct send_receipt.delay() bypasses airlock; use "
         "airlock.enqueue(send_receipt, ...)" in out
-    assert "shop/views.py:12:19: AIR001 direct rebuild_cache.apply_async() bypasses airlock; use " \
+    )
+    assert (
+        "shop/views.py:12:19: AIR001 direct rebuild_cache.apply_async() bypasses airlock; use "
         "airlock.enqueue(rebuild_cache, ..., _dispatch_options={...})" in out
-    assert "shop/jobs.py:25:5: AIR001 calling the Huey task resize_image() enqueues it directly, " \
+    )
+    assert (
+        "shop/jobs.py:25:5: AIR001 calling the Huey task resize_image() enqueues it directly, "
         "bypassing airlock; use airlock.enqueue(resize_image, ...)" in out
+    )
+    assert (
+        "shop/remote.py:9:9: AIR001 direct app.send_task() bypasses airlock; use "
+        "airlock.enqueue(app.signature('billing.tasks.make_invoice'), ...)" in out
+    )
     # Every line follows path:line:col: AIR001 message.
     assert all(re.fullmatch(r"shop/\w+\.py:\d+:\d+: AIR001 .+", line) for line in out)
 
@@ -79,14 +97,18 @@ def test_cli_errors_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert f"{tmp_path / 'bad.py'}:1:3: AIR001" in captured.out
 
 
-def test_cli_skips_hidden_and_excluded_directories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_skips_hidden_and_excluded_directories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for sub in (".venv", "__pycache__", "vendored", "app"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "m.py").write_text("send.delay()\n")
     assert main([str(tmp_path), "--exclude", "vendored"]) == 1
     out = capsys.readouterr().out
-    assert out == f"{tmp_path / 'app' / 'm.py'}:1:6: AIR001 direct send.delay() bypasses airlock; " \
+    assert (
+        out == f"{tmp_path / 'app' / 'm.py'}:1:6: AIR001 direct send.delay() bypasses airlock; "
         "use airlock.enqueue(send, ...)\n"
+    )
 
 
 def test_module_entry_point_runs() -> None:
@@ -102,7 +124,9 @@ def test_module_entry_point_runs() -> None:
 def test_flake8_runs_the_plugin_with_its_own_noqa_handling() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "flake8", "--isolated", "--select=AIR", "shop"],
-        cwd=SAMPLES, capture_output=True, text=True,
+        cwd=SAMPLES,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1, result.stderr
     found = {(line.split(":")[0], int(line.split(":")[1])) for line in result.stdout.splitlines()}
@@ -129,8 +153,9 @@ def test_noqa_needs_a_real_comment() -> None:
 
 
 def test_receivers_that_are_provably_not_tasks() -> None:
-    assert check(
-        """
+    assert (
+        check(
+            """
         import queue
 
         class Timer:
@@ -146,7 +171,9 @@ def test_receivers_that_are_provably_not_tasks() -> None:
             x = 1
             x.delay()
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_receivers_that_could_be_tasks_are_reported() -> None:
@@ -193,8 +220,9 @@ def test_send_and_schedule_only_on_known_tasks() -> None:
 
 
 def test_celery_task_called_like_a_function_is_not_an_enqueue() -> None:
-    assert check(
-        """
+    assert (
+        check(
+            """
         from celery import shared_task
 
         @shared_task
@@ -203,7 +231,9 @@ def test_celery_task_called_like_a_function_is_not_an_enqueue() -> None:
 
         add(1, 2)
         """
-    ) == []
+        )
+        == []
+    )
 
 
 def test_pre_commit_hook_definition_runs() -> None:
@@ -220,7 +250,59 @@ def test_pre_commit_hook_definition_runs() -> None:
     assert command[0] == "python"
     result = subprocess.run(
         [sys.executable, *command[1:], "shop/views.py", "shop/animation.py"],
-        cwd=SAMPLES, capture_output=True, text=True,
+        cwd=SAMPLES,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert {line.split(":")[0] for line in result.stdout.splitlines()} == {"shop/views.py"}
+
+
+def test_cli_exclude_takes_names_paths_and_comma_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sub in ("shop/migrations", "shop/legacy", "shop/views", "billing/migrations", "billing/api"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "m.py").write_text("send.delay()\n")
+    monkeypatch.chdir(tmp_path)
+    # A bare name skips every directory of that name; a path with "/" is taken from here.
+    assert main([".", "--exclude", "migrations,shop/legacy", "--exclude", "billing/api/*"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "shop/views/m.py:1:6: AIR001 direct send.delay() bypasses airlock; use airlock.enqueue(send, ...)"
+    ]
+    # Control: without --exclude every file is reported.
+    assert main(["."]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    # A file named on the command line is always checked.
+    assert main(["shop/migrations/m.py", "--exclude", "migrations"]) == 1
+    capsys.readouterr()
+
+
+def test_flake8_select_air_still_reports_a_file_it_cannot_parse(tmp_path: Path) -> None:
+    """flake8 runs no plugin on a file it cannot parse: under --select=AIR it must not look clean."""
+    (tmp_path / "broken.py").write_text("def f(:\n    send.delay()\n")
+    (tmp_path / "fine.py").write_text("x = 1  \n")  # trailing whitespace: W291 stays unselected
+    flake8 = [sys.executable, "-m", "flake8", "--isolated"]
+    result = subprocess.run([*flake8, "--select=AIR", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stdout.splitlines()  # the column depends on the Python version
+    assert re.fullmatch(r"\./broken\.py:1:\d+: E999 SyntaxError: .+", line), line
+    # An explicit ignore still wins; another selection is left as the user chose it.
+    ignored = subprocess.run(
+        [*flake8, "--select=AIR", "--extend-ignore=E999", "."], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (ignored.returncode, ignored.stdout) == (0, "")
+    other = subprocess.run([*flake8, "--select=W", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert other.stdout.splitlines() == ["./fine.py:1:6: W291 trailing whitespace"]
+
+
+def test_send_task_is_reported_on_any_app() -> None:
+    assert check(
+        """
+        from celery import Celery
+        app = Celery("shop")
+        app.send_task("billing.make_invoice", args=(1,))
+        def later(celery_app, name):
+            celery_app.send_task(name)
+        """
+    ) == [4, 6]

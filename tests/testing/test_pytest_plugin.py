@@ -6,6 +6,8 @@ Nothing here loads the plugin by hand: the inner runs see it only through the
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 TASKS = """
@@ -351,3 +353,261 @@ def test_option_none_overrides_the_ini(pytester: pytest.Pytester) -> None:
     )
     pytester.runpytest("--airlock-policy=none").assert_outcomes(passed=1)
     pytester.runpytest().assert_outcomes(failed=1)
+
+
+# -- the plugin never passes a test it should fail (SPEC §5.2, last bullet) --
+
+SWALLOWING_SERVICE = """
+import airlock
+from tasks import send_email
+
+def checkout():
+    try:
+        airlock.enqueue(send_email, 42)
+    except Exception:
+        pass  # "best effort": the code under test hides the violation
+    return "ok"
+"""
+
+
+SWALLOWED = """
+import pytest
+import airlock
+from service import checkout
+
+
+def test_under_the_option():
+    assert checkout() == "ok"
+
+
+@pytest.mark.airlock(policy="assert-no-effects")
+def test_marker_name():
+    assert checkout() == "ok"
+
+
+@pytest.mark.airlock(policy=airlock.AssertNoEffects())
+def test_marker_instance():
+    assert checkout() == "ok"
+
+
+@pytest.mark.airlock(policy="airlock.AssertNoEffects")
+def test_marker_dotted_class():
+    assert checkout() == "ok"
+
+
+@pytest.fixture
+def order():
+    checkout()  # swallowed while the fixture is set up
+    return 42
+
+
+def test_swallowed_in_a_fixture(order):
+    assert order == 42
+
+
+@pytest.mark.xfail(strict=True, reason="checkout still enqueues")
+def test_known_impure():
+    checkout()
+"""
+
+HANDLED = """
+import pytest
+import airlock
+from service import checkout_strict as checkout
+
+
+def test_with_raises():
+    with pytest.raises(airlock.PolicyViolation):
+        checkout()
+
+
+def test_with_raises_callable_form():
+    pytest.raises(airlock.PolicyViolation, checkout)
+
+
+def test_with_try_except():
+    try:
+        checkout()
+    except airlock.PolicyViolation:
+        pass
+
+
+class TestInAClass:
+    def test_method(self):
+        with pytest.raises(airlock.PolicyViolation):
+            checkout()
+"""
+
+
+def test_swallowed_violation_still_fails_the_test(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        service=SWALLOWING_SERVICE + "\n\ndef checkout_strict():\n    airlock.enqueue(send_email, 43)\n"
+    )
+    pytester.makepyfile(test_swallowed=SWALLOWED, test_handled=HANDLED)
+    result = pytester.runpytest("-p", "no:randomly", "--airlock-policy=assert-no-effects")
+    # Every swallowed violation fails its test (the xfail test fails as expected);
+    # the test functions that handle the violation themselves pass.
+    result.assert_outcomes(failed=5, xfailed=1, passed=4)
+    for name in ("under_the_option", "marker_name", "marker_instance", "marker_dotted_class", "swallowed_in_a_fixture"):
+        result.stdout.fnmatch_lines([f"FAILED test_swallowed.py::test_{name} - *"])
+    raised = re.findall(r"^E\s+\S*PolicyViolation: 1 side effect\(s\) were attempted", result.stdout.str(), re.M)
+    assert len(raised) == 5
+    result.stdout.fnmatch_lines(
+        [
+            "*PolicyViolation: 1 side effect(s) were attempted under assert-no-effects and the PolicyViolation "
+            "was caught by the code under test*",
+            "*#1 *send_email*",
+        ]
+    )
+    # The original violation is chained, with the line that enqueued.
+    result.stdout.fnmatch_lines(["*airlock.enqueue(send_email, 42)*", "*direct cause*"])
+
+
+def test_swallowed_violation_fails_under_the_ini_policy(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(service=SWALLOWING_SERVICE)
+    pytester.makeini("[pytest]\nairlock_policy = assert-no-effects\n")
+    pytester.makepyfile("from service import checkout\n\ndef test_checkout():\n    assert checkout() == 'ok'\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*caught by the code under test*"])
+
+
+OUTCOMES = """
+import pytest
+import airlock
+from tasks import ran, send_email
+
+pytestmark = pytest.mark.airlock(policy="allow-all")
+
+
+@pytest.fixture
+def skip_after_entering():
+    airlock.enqueue(send_email, "setup-skip")
+    pytest.skip("skipped in setup")
+
+
+def test_passes():
+    airlock.enqueue(send_email, "passed")
+
+
+@pytest.mark.xfail(strict=False, reason="known bug")
+def test_xfailed():
+    airlock.enqueue(send_email, "xfailed")
+    raise AssertionError("the known bug")
+
+
+@pytest.mark.xfail(strict=False, reason="maybe fixed")
+def test_xpassed():
+    airlock.enqueue(send_email, "xpassed")
+
+
+@pytest.mark.xfail(strict=True, reason="must fail")
+def test_strict_xpass():
+    airlock.enqueue(send_email, "strict-xpass")
+
+
+def test_imperative_xfail():
+    airlock.enqueue(send_email, "imperative-xfail")
+    pytest.xfail("not today")
+
+
+def test_skipped_midway():
+    airlock.enqueue(send_email, "skipped")
+    pytest.skip("environment lacks something")
+
+
+def test_skipped_in_setup(skip_after_entering):
+    pass
+
+
+def test_what_ran():
+    assert ran == [("send_email", ("passed",))]
+"""
+
+
+def test_only_a_passing_test_dispatches(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(OUTCOMES)
+    result = pytester.runpytest("-p", "no:randomly", "-rA")
+    result.assert_outcomes(passed=2, failed=1, skipped=2, xfailed=2, xpassed=1)
+
+
+def test_async_xfail_dispatches_nothing(pytester: pytest.Pytester, tasks_module: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from tasks import deliver, ran, send_email
+
+        pytestmark = [pytest.mark.anyio, pytest.mark.airlock(policy="allow-all")]
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.xfail(strict=False, reason="known bug")
+        async def test_xfailed():
+            airlock.enqueue(deliver, "xfailed")
+            raise AssertionError
+
+        @pytest.mark.xfail(strict=False, reason="maybe fixed")
+        async def test_xpassed():
+            airlock.enqueue(deliver, "xpassed")
+
+        async def test_skipped():
+            airlock.enqueue(deliver, "skipped")
+            pytest.skip("no")
+
+        async def test_passes():
+            airlock.enqueue(deliver, "passed")
+
+        def test_what_ran():
+            assert ran == [("deliver", ("passed",))]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=2, skipped=1, xfailed=1, xpassed=1)
+
+
+def test_the_scope_class_decides_through_should_flush(pytester: pytest.Pytester, tasks_module: None) -> None:
+    # The plugin ends the scope through Scope.end(): a scope class's own
+    # should_flush is consulted, and one that raises leaves the scope discarded.
+    pytester.makepyfile(
+        scopes="""
+        import airlock
+
+        class NeverFlush(airlock.Scope):
+            def should_flush(self, error):
+                return False
+
+        class Broken(airlock.Scope):
+            def should_flush(self, error):
+                raise RuntimeError("should_flush is broken")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from scopes import Broken, NeverFlush
+        from tasks import ran, send_email
+
+        @pytest.mark.airlock(policy="allow-all", _cls=NeverFlush)
+        def test_never_flushed():
+            airlock.enqueue(send_email, "never")
+
+        @pytest.mark.airlock(policy="allow-all", _cls=Broken)
+        def test_broken():
+            airlock.enqueue(send_email, "broken")
+
+        @pytest.mark.airlock(policy="allow-all")
+        def test_plain():
+            airlock.enqueue(send_email, "plain")
+
+        def test_what_ran():
+            assert airlock.get_current_scope() is None
+            assert ran == [("send_email", ("plain",))]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_broken*", "*RuntimeError: should_flush is broken*"])

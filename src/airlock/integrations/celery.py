@@ -19,8 +19,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-import celery
-from celery.app.task import Task as _BaseTask
+from ._extras import requires
+
+with requires("celery"):
+    import celery
+    from celery.app.task import Task as _BaseTask
 
 import airlock
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from ._extras import requires
+
+with requires("flask"):
+    from flask import Flask, Response, g, request
 
 import airlock
 

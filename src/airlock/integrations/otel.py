@@ -46,8 +46,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import metrics, propagate, trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from ._extras import requires
+
+with requires("otel"):
+    from opentelemetry import metrics, propagate, trace
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 import airlock
 from airlock import DispatchEvent, Intent, ScopeEndEvent

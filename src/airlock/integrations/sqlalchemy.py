@@ -26,20 +26,31 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.exc import MissingGreenlet
-from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
-from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+from ._extras import requires
+
+with requires("sqlalchemy"):
+    from sqlalchemy import event
+    from sqlalchemy.exc import MissingGreenlet
+    from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+
+# AsyncSession needs greenlet, which SQLAlchemy >= 2.1 no longer installs: sync use works without it.
+try:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
+except ImportError:  # no sqlalchemy[asyncio]: no session is an AsyncSession, no commit runs in a greenlet
+    AsyncSession = async_scoped_session = type("AsyncSession", (), {})  # type: ignore[misc,assignment]
+
+    def _await(awaitable: Any) -> Any:
+        raise MissingGreenlet("greenlet is not installed")
+else:
+    try:  # SQLAlchemy >= 2.1
+        from sqlalchemy.util import await_ as _await
+    except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+        from sqlalchemy.util import await_only as _await
 
 from airlock._errors import DispatchError, UsageError
 from airlock._intent import Intent
 from airlock._policies import PolicyProtocol
 from airlock._scope import Scope
-
-try:  # SQLAlchemy >= 2.1
-    from sqlalchemy.util import await_ as _await
-except ImportError:  # pragma: no cover - SQLAlchemy 2.0
-    from sqlalchemy.util import await_only as _await
 
 __all__ = ["AsyncSQLAlchemyScope", "SQLAlchemyScope"]
 

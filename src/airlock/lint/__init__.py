@@ -16,6 +16,7 @@ silences that line. What is and is not reported is described in
 
 from __future__ import annotations
 
+import argparse
 import ast
 import io
 import re
@@ -28,6 +29,8 @@ from ._checker import CODE, Violation, find_violations
 
 __all__ = ["CODE", "Plugin", "Violation", "check_file", "check_source"]
 
+#: flake8's codes for a file it could not parse (E999) or tokenize/read (E902).
+_UNPARSEABLE = ("E902", "E999")
 _NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]*(?:[,\s]+[A-Z]+[0-9]*)*))?", re.IGNORECASE)
 
 
@@ -81,6 +84,24 @@ class Plugin:
 
     def __init__(self, tree: ast.AST) -> None:
         self._tree = tree
+
+    @staticmethod
+    def parse_options(options: argparse.Namespace) -> None:
+        """Under ``--select=AIR``, also report files flake8 cannot parse (E999, E902).
+
+        flake8 runs no plugin on a file it cannot parse and reports E999 instead;
+        with only AIR selected that report was filtered out, so a file AIR001 never
+        checked looked clean. An explicit ``--ignore``/``--extend-ignore`` of them
+        still wins.
+        """
+        select = options.select or []
+        chosen = [*select, *(options.extend_select or [])]
+        if (
+            select
+            and any(CODE.startswith(code) for code in chosen)
+            and not any("E999".startswith(code) for code in chosen)
+        ):
+            options.extend_select = [*(options.extend_select or []), *_UNPARSEABLE]
 
     def run(self) -> Iterator[tuple[int, int, str, type[Any]]]:
         if not isinstance(self._tree, ast.Module):  # pragma: no cover - flake8 always passes a module

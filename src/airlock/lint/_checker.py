@@ -2,6 +2,8 @@
 
 The checker reads one module's AST (never strings or comments) and reports:
 
+* ``app.send_task(...)`` (Celery, a task sent by name) on any receiver but
+  ``self``/``cls``/``super()`` inside a class that defines ``send_task`` itself;
 * ``X.delay(...)``, ``X.apply_async(...)`` (Celery) and
   ``X.send_with_options(...)`` (Dramatiq), unless ``X`` is provably something
   else: ``self``/``cls``/``super()`` inside a class that defines that method
@@ -35,6 +37,9 @@ CODE = "AIR001"
 #: Methods that dispatch a task and are named distinctively enough to flag
 #: unless the receiver is provably something else.
 DISTINCTIVE = frozenset({"delay", "apply_async", "send_with_options"})
+#: Methods of an application that send a task by name: flagged on any receiver (an app
+#: is usually ``app = Celery(...)``, which would otherwise look like a plain instance).
+BY_NAME = frozenset({"send_task"})
 #: Methods with common names, flagged only on receivers known to be tasks.
 ONLY_ON_TASKS = frozenset({"send", "schedule"})
 #: Decorator (or factory) names that turn a function into a task or actor.
@@ -178,9 +183,9 @@ class _Checker(ast.NodeVisitor):
         self.bindings: list[dict[str, bool]] = [_plain_bindings(module.body, ())]
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        methods = {
-            n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-        } | {t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        methods = {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} | {
+            t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
         self.class_methods.append(methods)
         self.generic_visit(node)
         self.class_methods.pop()
@@ -197,7 +202,9 @@ class _Checker(ast.NodeVisitor):
         func = node.func
         if isinstance(func, ast.Attribute):
             method, receiver = func.attr, func.value
-            if (method in DISTINCTIVE and not self._unrelated(receiver, method)) or (
+            if method in BY_NAME and not self._own_method(receiver, method):
+                self._report_by_name(func, method, receiver, node)
+            elif (method in DISTINCTIVE and not self._unrelated(receiver, method)) or (
                 method in ONLY_ON_TASKS and self.facts.is_task(receiver)
             ):
                 self._report(func, method, receiver)
@@ -216,11 +223,13 @@ class _Checker(ast.NodeVisitor):
         # A local variable or parameter of the same name hides the task.
         return any(name in scope for scope in self.bindings[1:])
 
+    def _own_method(self, receiver: ast.expr, method: str) -> bool:
+        """``self.m()``/``cls.m()``/``super().m()`` in a class that defines ``m`` itself."""
+        return _is_self(receiver) and bool(self.class_methods) and method in self.class_methods[-1]
+
     def _unrelated(self, receiver: ast.expr, method: str) -> bool:
-        if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
-            return bool(self.class_methods) and method in self.class_methods[-1]
-        if isinstance(receiver, ast.Call) and _callee_name(receiver.func) == "super":
-            return bool(self.class_methods) and method in self.class_methods[-1]
+        if _is_self(receiver):
+            return self._own_method(receiver, method)
         if _is_plain_instance(receiver):
             return True
         if isinstance(receiver, ast.Name):
@@ -232,18 +241,40 @@ class _Checker(ast.NodeVisitor):
     def _report(self, func: ast.Attribute, method: str, receiver: ast.expr) -> None:
         dotted = _dotted(receiver)
         shown, target = (dotted, dotted) if dotted else ("", "task")
-        hint = ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
+        hint = (
+            ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
+        )
+        self._add(
+            func,
+            method,
+            f"direct {shown}.{method}() bypasses airlock; use airlock.enqueue({target}, ...{hint})",
+        )
+
+    def _report_by_name(self, func: ast.Attribute, method: str, receiver: ast.expr, call: ast.Call) -> None:
+        app = _dotted(receiver) or "app"
+        first = call.args[0] if call.args else None
+        name = (
+            repr(first.value) if isinstance(first, ast.Constant) and isinstance(first.value, str) else "name"
+        )
+        self._add(
+            func,
+            method,
+            f"direct {app}.{method}() bypasses airlock; use airlock.enqueue({app}.signature({name}), ...)",
+        )
+
+    def _add(self, func: ast.Attribute, method: str, message: str) -> None:
         # Point at the method name: on a chained multi-line call that is the
-        # line a reader (and a ``# noqa``) looks at.
+        # line a reader (and a noqa comment) looks at.
         line = func.end_lineno or func.lineno
         col = (func.end_col_offset or 0) - len(method)
-        self.found.append(
-            Violation(
-                line,
-                max(col, 0),
-                f"direct {shown}.{method}() bypasses airlock; use airlock.enqueue({target}, ...{hint})",
-            )
-        )
+        self.found.append(Violation(line, max(col, 0), message))
+
+
+def _is_self(receiver: ast.expr) -> bool:
+    """``self``, ``cls`` or ``super()``."""
+    if isinstance(receiver, ast.Name):
+        return receiver.id in ("self", "cls")
+    return isinstance(receiver, ast.Call) and _callee_name(receiver.func) == "super"
 
 
 def _all_args(args: ast.arguments) -> tuple[ast.arg, ...]:

@@ -34,3 +34,8 @@ def test_the_tour_runs_only_committed_effects_in_order(tmp_path: Path) -> None:
     assert "would run: notify_warehouse(order_id=2)" in out
     assert "print_gift_card: order" not in out  # its savepoint rolled back
     assert (tmp_path / "huey.sqlite3").exists()  # the tasks went through Huey's storage
+    # The tour says where to look, and every file it names exists.
+    assert "Where to look, in examples/shop/:" in out
+    named = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.split()[0].endswith(".py")]
+    assert named == ["store/models.py", "store/views.py", "shop/settings.py", "store/tasks.py"]
+    assert all((SHOP / name).is_file() for name in named)

@@ -8,9 +8,9 @@ from typing import Any
 
 import redis
 
-from integrations.redis_dbs import redis_url_for_db
+from integrations.redis_dbs import redis_test_db, redis_url_for_db
 
-DJANGO_Q_DB = 5
+DJANGO_Q_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 def record(results_key: str, value: Any, tag: str = "run") -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_tasks import task
+try:  # Django >= 6.0: Django's own task framework (make test-django6)
+    from django.tasks import task
+except ImportError:  # the backport
+    from django_tasks import task
 
 
 @task(backend="database")

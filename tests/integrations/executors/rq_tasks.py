@@ -8,9 +8,9 @@ from typing import Any
 
 import redis
 
-from integrations.redis_dbs import redis_url_for_db
+from integrations.redis_dbs import redis_test_db, redis_url_for_db
 
-RQ_DB = 4
+RQ_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 def record(results_key: str, value: Any, tag: str = "run") -> str:
@@ -21,3 +21,13 @@ def record(results_key: str, value: Any, tag: str = "run") -> str:
     finally:
         client.close()
     return f"recorded {value}"
+
+
+class Recorder:
+    """A callable instance: RQ pickles it and calls it on the worker."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __call__(self, results_key: str, value: Any) -> str:
+        return record(results_key, value, tag=self.tag)

@@ -15,6 +15,7 @@ import pytest
 import redis
 from django_q.brokers import Broker, get_broker
 from django_q.cluster import Cluster
+from django_q.signing import SignedPackage
 
 import airlock
 from airlock.integrations.executors.django_q import django_q_executor
@@ -37,6 +38,7 @@ def broker(client: redis.Redis) -> Iterator[Broker]:
     """The default broker of tests/django_settings.py's Q_CLUSTER (Redis DB 5)."""
     broker = get_broker()
     assert broker.connection.connection_pool.connection_kwargs["db"] == DJANGO_Q_DB
+    broker.purge_queue()  # this cluster's own queue: a killed run may have left messages in it
     yield broker
 
 
@@ -110,10 +112,23 @@ def test_unpicklable_argument_fails_at_enqueue() -> None:
         assert scope.intents == []
 
 
-def test_unknown_option_and_swallowed_keyword_fail_at_enqueue() -> None:
+def test_options_reach_async_task_untouched(broker: Broker) -> None:
+    # django-q decides what an option means; airlock hands every one over as q_options.
+    with airlock.scope(executor=django_q_executor):
+        airlock.enqueue(record, "k", 1, _dispatch_options={"group": "airlock-exec", "queue": "x"})
+    assert broker.queue_size() == 1
+    package = SignedPackage.loads(broker.dequeue()[0][1])
+    assert (package["group"], package["args"], package["kwargs"]) == ("airlock-exec", ("k", 1), {})
+
+
+def test_swallowed_keyword_and_unpicklable_option_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_q_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown django-q dispatch option 'queue'"):
-            airlock.enqueue(record, "k", 1, _dispatch_options={"queue": "x"})
         with pytest.raises(TypeError, match=r"record on django-q: its keyword argument\(s\) \['timeout'\] collide"):
             airlock.enqueue(record, "k", 1, timeout=5)
+        with pytest.raises(TypeError, match=r"record: its dispatch option 'hook' .* cannot be serialized by the pickle.*lambda"):
+            airlock.enqueue(record, "k", 1, _dispatch_options={"hook": lambda task: None})
         assert scope.intents == []
+    # q_options that set the option themselves leave the task's keyword alone.
+    with airlock.scope(executor=django_q_executor, policy=airlock.DropAll()) as scope:
+        airlock.enqueue(record, "k", 1, tag="x", timeout=5, _dispatch_options={"timeout": 60})
+        assert len(scope.intents) == 1

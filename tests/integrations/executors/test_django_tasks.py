@@ -10,6 +10,7 @@ due, then returns.
 from __future__ import annotations
 
 import socket
+from unittest.mock import Mock
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -97,7 +98,7 @@ def test_unserializable_argument_fails_at_enqueue() -> None:
 
 def test_bad_options_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_tasks_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown django-tasks dispatch option 'queue'.*'queue_name'"):
+        with pytest.raises(TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"):
             airlock.enqueue(record, 1, _dispatch_options={"queue": "x"})
         with pytest.raises(TypeError, match=r"record with dispatch options .*not-a-queue"):
             airlock.enqueue(record, 1, _dispatch_options={"queue_name": "not-a-queue"})
@@ -127,7 +128,29 @@ def test_task_objects_are_tasks_for_the_core() -> None:
         airlock.enqueue(object())  # type: ignore[arg-type]
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    seen: list[int] = []
     with airlock.scope(executor=django_tasks_executor):
-        with pytest.raises(TypeError, match=r"append is a plain callable, not a django task.*'delay'"):
-            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+        airlock.enqueue(seen.append, 1, _dispatch_options={"priority": 5})
+        assert seen == []
+    assert seen == [1]
+
+
+def test_a_test_double_receives_the_call_the_task_would() -> None:
+    task = Mock(spec=type(record))
+    with airlock.scope(executor=django_tasks_executor):
+        airlock.enqueue(task, 1, _name="notify", to="ada")
+        airlock.enqueue(task, 2, _name="notify", _dispatch_options={"priority": 7, "queue_name": "mail"})
+        task.enqueue.assert_not_called()
+    task.enqueue.assert_called_once_with(1, to="ada")
+    # using() ran twice: once to validate the options at enqueue, once to dispatch.
+    task.using.assert_called_with(priority=7, queue_name="mail")
+    task.using.return_value.enqueue.assert_called_once_with(2)
+
+
+def test_django_6_runs_on_djangos_own_task_framework() -> None:
+    """On Django >= 6.0 (``make test-django6``) the tasks are ``django.tasks``' own, not the backport's."""
+    import django
+
+    expected = "django.tasks." if django.VERSION >= (6, 0) else "django_tasks."
+    assert type(record).__module__.startswith(expected), type(record)

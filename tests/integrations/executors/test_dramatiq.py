@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import Mock
 
 import dramatiq
 import pytest
@@ -17,9 +18,9 @@ from dramatiq.brokers.redis import RedisBroker
 
 import airlock
 from airlock.integrations.executors.dramatiq import dramatiq_executor
-from integrations.redis_dbs import flushed_redis, redis_url_for_db
+from integrations.redis_dbs import flushed_redis, redis_test_db, redis_url_for_db
 
-DRAMATIQ_DB = 2
+DRAMATIQ_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass
@@ -141,10 +142,40 @@ def test_socket_argument_fails_at_enqueue(env: DramatiqEnv) -> None:
             airlock.enqueue(env.record, sock)
 
 
-def test_unknown_option_fails_at_enqueue(env: DramatiqEnv) -> None:
+def test_option_names_reach_the_message_untouched(env: DramatiqEnv) -> None:
+    # Dramatiq does not restrict option names (a middleware of your own reads
+    # its own), so airlock passes every option on as it is.
+    with airlock.scope(executor=dramatiq_executor):
+        airlock.enqueue(env.record, 1, _dispatch_options={"tenant": "acme", "dealy": 10})
+    message = _next_message(env)
+    assert (message.options["tenant"], message.options["dealy"]) == ("acme", 10)
+
+
+def _next_message(env: DramatiqEnv) -> Any:
+    consumer = env.broker.consume(env.queue, prefetch=1, timeout=1000)
+    try:
+        message = next(consumer)
+    finally:
+        consumer.close()
+    assert message is not None
+    return message
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"delay": "10s"}, r"Dramatiq needs milliseconds or a timedelta as the 'delay' dispatch option, got '10s'"),
+        ({"on_success": print}, r"needs an actor or an actor name as the 'on_success' dispatch option"),
+        ({"tenant": object()}, r"record: its dispatch option 'tenant' \(<object .*\) cannot be serialized"),
+    ],
+    ids=["delay-type", "callback-type", "unencodable-value"],
+)
+def test_option_values_dramatiq_could_never_send_fail_at_enqueue(
+    env: DramatiqEnv, options: dict[str, Any], message: str
+) -> None:
     with airlock.scope(executor=dramatiq_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown Dramatiq dispatch option 'dealy'.*did you mean 'delay'"):
-            airlock.enqueue(env.record, 1, _dispatch_options={"dealy": 10})
+        with pytest.raises(TypeError, match=message):
+            airlock.enqueue(env.record, 1, _dispatch_options=options)
         assert scope.intents == []
     assert env.pending() == 0
 
@@ -157,7 +188,51 @@ def test_plain_callable_is_called_in_process() -> None:
     assert seen == [3]
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    # airlock-py 0.1 documented it: a plain callable is called in-process and
+    # its dispatch options are ignored.
+    seen: list[int] = []
     with airlock.scope(executor=dramatiq_executor):
-        with pytest.raises(TypeError, match=r"append is a plain callable, not a Dramatiq actor.*'delay'"):
-            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+        airlock.enqueue(seen.append, 1, _dispatch_options={"delay": 5, "queue_name": "x"})
+        assert seen == []
+    assert seen == [1]
+
+
+class ActorProxy:
+    """Forwards every attribute to the actor it wraps (what tracing wrappers do)."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._actor, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an actor proxy must be sent, never called in-process")
+
+
+def test_a_proxy_and_a_subclass_are_sent_like_the_actor(env: DramatiqEnv) -> None:
+    class AuditedActor(dramatiq.Actor):  # type: ignore[type-arg]
+        pass
+
+    def audited(value: Any, tag: str = "run") -> None:
+        env.record.fn(value, tag)
+
+    sub = AuditedActor(audited, actor_name="airlock_exec.audited", queue_name=env.queue, priority=0,
+                       broker=env.broker, options={})
+    with airlock.scope(executor=dramatiq_executor):
+        airlock.enqueue(ActorProxy(env.record), "proxied", _name="record")
+        airlock.enqueue(sub, "subclassed")
+    assert env.pending() == 2
+    with env.worker():
+        results = env.wait_for_results(2)
+    assert sorted(r["value"] for r in results) == ["proxied", "subclassed"]
+
+
+def test_a_test_double_receives_the_call_the_actor_would() -> None:
+    actor = Mock(spec=dramatiq.Actor)
+    with airlock.scope(executor=dramatiq_executor):
+        airlock.enqueue(actor, 1, _name="notify", to="ada", _dispatch_options={"delay": 500, "tenant": "acme"})
+        actor.send_with_options.assert_not_called()
+    actor.send_with_options.assert_called_once_with(args=(1,), kwargs={"to": "ada"}, delay=500, tenant="acme")
+    actor.assert_not_called()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import socket
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 import redis
@@ -18,9 +20,9 @@ from huey import RedisHuey
 
 import airlock
 from airlock.integrations.executors.huey import huey_executor
-from integrations.redis_dbs import flushed_redis, redis_url_for_db
+from integrations.redis_dbs import flushed_redis, redis_test_db, redis_url_for_db
 
-HUEY_DB = 3
+HUEY_DB = redis_test_db()  # the one database AIRLOCK_TEST_REDIS_URL names
 
 
 @dataclass
@@ -122,11 +124,43 @@ def test_socket_argument_fails_at_enqueue(env: HueyEnv) -> None:
         assert scope.intents == []
 
 
-def test_unknown_option_fails_at_enqueue(env: HueyEnv) -> None:
+def test_option_without_a_time_is_carried_by_the_message(env: HueyEnv) -> None:
+    # Huey's schedule() insists on eta/delay; a priority alone still travels.
     with airlock.scope(executor=huey_executor):
-        with pytest.raises(TypeError, match=r"unknown Huey dispatch option 'countdown'"):
-            airlock.enqueue(env.record, 1, _dispatch_options={"countdown": 10})
-    assert env.huey.pending_count() == 0
+        airlock.enqueue(env.record, 1, _dispatch_options={"retries": 4, "expires": 60})
+    (message,) = env.huey.pending()
+    assert (message.retries, message.eta) == (4, None)
+    assert message.expires_resolved is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"countdown": 10}, r"cannot enqueue record on Huey with dispatch options .*countdown"),
+        ({"eta": "tomorrow"}, r"Huey needs a datetime as the 'eta' dispatch option, got 'tomorrow'"),
+        ({"delay": "5s"}, r"Huey needs seconds or a timedelta as the 'delay' dispatch option"),
+        ({"delay": 5, "eta": datetime.datetime(2099, 1, 1)}, r"Specify either an eta .* or delay"),
+        ({"priority": 5}, r"record with a 'priority' dispatch option: the storage of .* does not support priorities"),
+        ({"id": socket.socket}, None),
+    ],
+    ids=["not-a-huey-option", "eta-type", "delay-type", "both-times", "priority-unsupported", "picklable-class-ok"],
+)
+def test_options_huey_could_never_send_fail_at_enqueue(env: HueyEnv, options: dict[str, Any], message: str | None) -> None:
+    with airlock.scope(executor=huey_executor, policy=airlock.DropAll()) as scope:
+        if message is None:  # control: a value the serializer encodes is accepted
+            airlock.enqueue(env.record, 1, _dispatch_options=options)
+            assert len(scope.intents) == 1
+            return
+        with pytest.raises(TypeError, match=message):
+            airlock.enqueue(env.record, 1, _dispatch_options=options)
+        assert scope.intents == []
+
+
+def test_unpicklable_option_value_fails_at_enqueue(env: HueyEnv) -> None:
+    with airlock.scope(executor=huey_executor) as scope:
+        with pytest.raises(TypeError, match=r"record: its dispatch option 'id' \(<function .*<lambda>.*pickle"):
+            airlock.enqueue(env.record, 1, _dispatch_options={"id": lambda: None})
+        assert scope.intents == []
 
 
 def test_plain_callable_is_called_in_process() -> None:
@@ -148,17 +182,45 @@ def test_task_without_explicit_name_is_named_after_its_function(env: HueyEnv) ->
         assert airlock.enqueue(send_invoice, 1).name == "send_invoice"
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    seen: list[int] = []
     with airlock.scope(executor=huey_executor):
-        with pytest.raises(TypeError, match=r"append is a plain callable, not a Huey task.*'delay'"):
-            airlock.enqueue([].append, 1, _dispatch_options={"delay": 5})
+        airlock.enqueue(seen.append, 1, _dispatch_options={"delay": 5, "priority": 2})
+        assert seen == []
+    assert seen == [1]
 
 
-def test_eta_option_is_carried_by_the_message(env: HueyEnv) -> None:
-    from datetime import datetime
+class TaskProxy:
+    """Forwards every attribute and call to the task it wraps (what tracing wrappers do)."""
 
-    eta = datetime(2099, 1, 1)
+    def __init__(self, task: Any) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task(*args, **kwargs)
+
+
+def test_a_proxy_is_enqueued_like_the_task(env: HueyEnv) -> None:
     with airlock.scope(executor=huey_executor):
-        airlock.enqueue(env.record, "far", _dispatch_options={"eta": eta})
-    (message,) = env.huey.pending()
-    assert message.eta == eta
+        airlock.enqueue(TaskProxy(env.record), "plain", _name="record")
+        airlock.enqueue(TaskProxy(env.record), "timed", _name="record", _dispatch_options={"delay": 0})
+        airlock.enqueue(TaskProxy(env.record), "retried", _name="record", _dispatch_options={"retries": 3})
+    with env.consumer():
+        results = env.wait_for_results(3)
+    assert sorted(r["value"] for r in results) == ["plain", "retried", "timed"]
+
+
+def test_a_test_double_receives_the_call_the_task_would() -> None:
+    from huey.api import TaskWrapper
+
+    task = Mock(spec=TaskWrapper)
+    when = datetime.datetime(2099, 1, 1)
+    with airlock.scope(executor=huey_executor):
+        airlock.enqueue(task, 1, _name="notify", to="ada")
+        airlock.enqueue(task, 2, _name="notify", _dispatch_options={"eta": when, "retries": 2})
+        task.assert_not_called()
+    assert task.call_count == 1 and (task.call_args.args, task.call_args.kwargs) == ((1,), {"to": "ada"})
+    task.schedule.assert_called_once_with(args=(2,), kwargs={}, eta=when, retries=2)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 import redis
@@ -17,7 +18,7 @@ import airlock
 from airlock.integrations.executors import rq as rq_module
 from airlock.integrations.executors.rq import rq_executor
 
-from .rq_tasks import RQ_DB, record
+from .rq_tasks import RQ_DB, Recorder, record
 from integrations.redis_dbs import flushed_redis
 
 
@@ -115,10 +116,28 @@ def test_unserializable_argument_fails_at_enqueue(queue_name: str) -> None:
         assert scope.intents == []
 
 
-def test_unknown_option_fails_at_enqueue(queue_name: str) -> None:
+def test_options_reach_the_queue_untouched() -> None:
+    # RQ decides what an option means, exactly as if you called queue.enqueue yourself.
+    queue = Mock(spec=Queue)
     with airlock.scope(executor=rq_executor):
-        with pytest.raises(TypeError, match=r"unknown RQ dispatch option 'timeout'.*job_timeout"):
-            airlock.enqueue(record, "k", 1, _dispatch_options={"timeout": 10})
+        airlock.enqueue(record, "k", 1, tag="x", _dispatch_options={"queue": queue, "job_timeout": 30, "timeout": 9})
+        queue.enqueue.assert_not_called()
+    queue.enqueue.assert_called_once_with(record, args=("k", 1), kwargs={"tag": "x"}, job_timeout=30, timeout=9)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"enqueue_at": "2099-01-01"}, r"RQ needs a datetime as the 'enqueue_at' dispatch option, got '2099-01-01'"),
+        ({"enqueue_in": 300}, r"RQ needs a timedelta as the 'enqueue_in' dispatch option, got 300"),
+    ],
+    ids=["enqueue_at", "enqueue_in"],
+)
+def test_option_values_of_the_wrong_type_fail_at_enqueue(queue_name: str, options: dict[str, Any], message: str) -> None:
+    with airlock.scope(executor=rq_executor) as scope:
+        with pytest.raises(TypeError, match=message):
+            airlock.enqueue(record, "k", 1, _dispatch_options=options)
+        assert scope.intents == []
 
 
 def test_queue_name_without_connection_fails_at_enqueue() -> None:
@@ -144,11 +163,30 @@ def test_queue_option_of_the_wrong_type_fails_at_enqueue(queue_name: str) -> Non
             airlock.enqueue(record, "k", 1, _dispatch_options={"queue": 5})
 
 
-def test_callable_instance_fails_at_enqueue(queue_name: str) -> None:
-    class Sender:
+def test_callable_instance_runs_on_a_worker(client: redis.Redis, queue_name: str) -> None:
+    key = f"{queue_name}-results"
+    with airlock.scope(executor=rq_executor):
+        airlock.enqueue(Recorder("instance"), key, 1)
+    SimpleWorker([Queue(queue_name, connection=client)], connection=client).work(burst=True)
+    assert [(r["value"], r["tag"]) for r in _results(client, key)] == [(1, "instance")]
+
+
+def test_unsendable_tasks_fail_at_enqueue(queue_name: str) -> None:
+    class Local:
         def __call__(self) -> None:
             return None
 
+    with airlock.scope(executor=rq_executor) as scope:
+        with pytest.raises(TypeError, match=r"cannot enqueue local on RQ: the task <.*cannot be serialized.*Can.t pickle local object"):
+            airlock.enqueue(Local(), _name="local")
+        with pytest.raises(TypeError, match=r"cannot enqueue Recorder on RQ: RQ runs functions, methods and callable"):
+            airlock.enqueue(Recorder)
+        assert scope.intents == []
+
+
+def test_queue_test_double_is_a_queue() -> None:
+    queue = Mock(spec=Queue)
     with airlock.scope(executor=rq_executor):
-        with pytest.raises(TypeError, match=r"RQ runs module-level functions and methods, not Sender objects"):
-            airlock.enqueue(Sender(), _name="sender")
+        airlock.enqueue(record, "k", 1, _dispatch_options={"queue": queue, "enqueue_in": timedelta(seconds=5)})
+    queue.enqueue_in.assert_called_once_with(timedelta(seconds=5), record, args=("k", 1), kwargs={})
+    queue.enqueue.assert_not_called()

@@ -8,9 +8,12 @@ every request its own scope.
 
 from __future__ import annotations
 
-from .conf import SETTING_KEYS, configure_from_settings, get_executor, get_policy, get_setting
-from .middleware import AirlockMiddleware
-from .scope import DjangoScope
+from .._extras import requires
+
+with requires("django"):
+    from .conf import SETTING_KEYS, configure_from_settings, get_executor, get_policy, get_setting
+    from .middleware import AirlockMiddleware
+    from .scope import DjangoScope
 
 __all__ = [
     "SETTING_KEYS",

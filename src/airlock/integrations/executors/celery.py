@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import celery
-from kombu import serialization
+from .._extras import requires
+
+with requires("celery"):
+    import celery
+    from kombu import serialization
 
 from ..._intent import Intent
 from ._checks import check_option_names, check_serializable

@@ -1,33 +1,39 @@
 """Send intents to a django-q2 cluster: ``async_task(task, *args, q_options=dispatch_options, **kwargs)``.
 
-Any importable function is a django-q task, so
-every intent goes to the broker; there is no in-process fallback. Dispatch
-options are django-q's own ``async_task`` options: ``group``, ``hook``,
-``timeout``, ``save``, ``sync``, ``cached``, ``ack_failure``, ``iter_count``,
-``iter_cached``, ``chain``, ``broker``, ``cluster``, ``task_name``.
+Any importable function (or picklable callable) is a django-q task, so every
+intent goes to the broker; there is no in-process fallback. Dispatch options
+go to ``async_task`` untouched as its ``q_options`` (``group``, ``hook``,
+``timeout``, ``broker``, ``cluster``, ``task_name``, ...): django-q decides
+what it does with them.
 
-``django_q_executor.validate`` runs at enqueue: an unknown option name, a
-task a worker could not import (a lambda, a nested function), an argument
-pickle cannot encode, or a task keyword argument django-q would swallow as
-one of its own options fails there.
+``django_q_executor.validate`` runs at enqueue and refuses what django-q
+could never send or would misread: a task a worker could not receive (a
+lambda, a nested function, something defined in ``__main__``), an argument or
+option value pickle cannot encode, or a task keyword argument that
+``async_task`` would take as one of its own options (it would never reach the
+task).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django_q.signing import PickleSerializer
-from django_q.tasks import async_task
+from .._extras import requires
+
+with requires("django-q"):
+    from django_q.signing import PickleSerializer
+    from django_q.tasks import async_task
 
 from ..._intent import Intent
-from ._checks import check_importable, check_option_names, check_serializable
+from ._checks import check_options_serializable, check_serializable, check_task_sendable
 
-__all__ = ["django_q_executor", "DJANGO_Q_OPTIONS"]
+__all__ = ["django_q_executor", "ASYNC_TASK_KEYWORDS"]
 
-DJANGO_Q_OPTIONS = frozenset(
+#: The keyword arguments ``async_task`` keeps for itself unless ``q_options`` sets them.
+ASYNC_TASK_KEYWORDS = frozenset(
     {
         "hook", "group", "save", "sync", "cached", "ack_failure", "iter_count", "iter_cached",
-        "chain", "broker", "cluster", "timeout", "task_name",
+        "chain", "broker", "cluster", "timeout",
     }
 )  # fmt: skip
 
@@ -42,17 +48,26 @@ def django_q_executor(intent: Intent) -> Any:
 
 def validate(intent: Intent) -> None:
     """Fail at enqueue on what django-q could not send or would misread."""
-    check_option_names(intent, "django-q", DJANGO_Q_OPTIONS)
-    # async_task takes these keyword names as its own options even when they
-    # were meant for the task; refuse rather than let them vanish.
-    swallowed = sorted((DJANGO_Q_OPTIONS | {"q_options"}) & intent.kwargs.keys())
+    options = intent.dispatch_options or {}
+    # async_task takes these keyword names as its own options (unless
+    # q_options sets them) even when they were meant for the task.
+    swallowed = sorted(
+        name
+        for name in intent.kwargs
+        if name in ("q_options", "task_name") or (name in ASYNC_TASK_KEYWORDS and name not in options)
+    )
     if swallowed:
         raise TypeError(
             f"cannot enqueue {intent.name} on django-q: its keyword argument(s) {swallowed} collide with "
             "django-q's own async_task options and would never reach the task; rename them"
         )
-    check_importable(intent, "django-q", intent.task)
-    check_serializable(intent, "pickle", PickleSerializer.dumps)
+    dumps = PickleSerializer.dumps
+    check_task_sendable(intent, "django-q", dumps)
+    check_serializable(intent, "pickle", dumps)
+    if options:
+        # The broker is used, not stored; every other option travels in the pickled package.
+        carried = {k: v for k, v in options.items() if k != "broker"}
+        check_options_serializable(intent, "pickle", dumps, carried)
 
 
 django_q_executor.validate = validate  # type: ignore[attr-defined]

@@ -1,24 +1,36 @@
 """Send intents through Django's task framework: ``task.using(**dispatch_options).enqueue(*args, **kwargs)``.
 
-Uses ``django.tasks`` where Django ships it (6.0+), else the ``django_tasks``
-backport. Dispatch options are ``Task.using()``'s: ``priority``,
-``queue_name``, ``run_after``, ``backend``. A plain callable (not a
-``@task``) is called in-process.
+Works with ``django.tasks`` (Django 6.0+) and the ``django_tasks`` backport
+alike. A task is a Django task when it has an ``enqueue`` method: a ``@task``
+object, a subclass, a proxy or a test double (``Mock(spec=Task)``). Anything
+else is a plain callable: it is called in-process and its dispatch options
+are ignored (as airlock-py 0.1 documented).
 
-``django_tasks_executor.validate`` runs at enqueue: unknown option names,
-option values the task's backend rejects (a queue it does not serve, a
-priority out of range) and arguments that are not JSON-serializable fail there.
+Dispatch options go to ``Task.using()`` untouched (``priority``,
+``queue_name``, ``run_after``, ``backend``, and whatever a newer version
+adds); without options the task is enqueued as it is.
+
+``django_tasks_executor.validate`` runs at enqueue and refuses what the
+task's backend would refuse: options ``Task.using()`` does not take or
+values the backend rejects (a queue it does not serve, a priority out of
+range), and arguments that are not JSON-serializable.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-try:  # Django >= 6.0
-    from django.tasks import Task
-except ImportError:  # the backport
-    from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
+<<<<<<< HEAD
+=======
+from .._extras import requires
 
+with requires("django-tasks"):
+    try:  # Django >= 6.0
+        from django.tasks import Task
+    except ImportError:  # the backport
+        from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
+
+>>>>>>> tooling
 # The framework's own "is this JSON?" check, wherever this version keeps it.
 try:
     from django.utils.json import normalize_json
@@ -29,11 +41,15 @@ except ImportError:
         from json import dumps as normalize_json  # type: ignore[assignment,unused-ignore]
 
 from ..._intent import Intent
-from ._checks import check_option_names, check_serializable
+from ._checks import check_serializable
 
-__all__ = ["django_tasks_executor", "DJANGO_TASKS_OPTIONS"]
+__all__ = ["django_tasks_executor"]
 
-DJANGO_TASKS_OPTIONS = frozenset({"priority", "queue_name", "run_after", "backend"})
+
+def _enqueuer(task: Any) -> Any:
+    """The task's ``enqueue``, or ``None`` for a plain callable."""
+    enqueue = getattr(task, "enqueue", None)
+    return enqueue if callable(enqueue) else None
 
 
 def django_tasks_executor(intent: Intent) -> Any:
@@ -41,32 +57,27 @@ def django_tasks_executor(intent: Intent) -> Any:
 
     Returns the framework's ``TaskResult`` (or the plain call's result).
     """
-    task = intent.task
-    if not isinstance(task, Task):
+    task: Any = intent.task
+    enqueue = _enqueuer(task)
+    if enqueue is None:
         return task(*intent.args, **intent.kwargs)
     options = intent.dispatch_options
     if options:
-        task = task.using(**options)
-    return task.enqueue(*intent.args, **intent.kwargs)
+        enqueue = task.using(**options).enqueue
+    return enqueue(*intent.args, **intent.kwargs)
 
 
 def validate(intent: Intent) -> None:
     """Fail at enqueue on an option or argument the task's backend would refuse."""
-    task = intent.task
+    task: Any = intent.task
+    if _enqueuer(task) is None:
+        return  # called in-process: nothing is serialized, options are ignored
     options = intent.dispatch_options
-    if not isinstance(task, Task):
-        if options:
-            raise TypeError(
-                f"{intent.name} is a plain callable, not a django task, so the django_tasks executor calls it "
-                f"in-process and cannot honour dispatch options {sorted(options)}; decorate it with @task"
-            )
-        return
-    check_option_names(intent, "django-tasks", DJANGO_TASKS_OPTIONS)
     if options:
         try:
-            task.using(**options)  # the backend validates the resulting task
+            task.using(**options)  # the framework and the backend validate the resulting task
         except Exception as exc:
-            raise TypeError(f"cannot enqueue {intent.name} with dispatch options {options!r}: {exc}") from exc
+            raise TypeError(f"cannot enqueue {intent.name} with dispatch options {dict(options)!r}: {exc}") from exc
     check_serializable(intent, "JSON", normalize_json)
 
 

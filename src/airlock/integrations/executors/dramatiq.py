@@ -1,24 +1,43 @@
 """Send intents to Dramatiq: ``actor.send_with_options(args=, kwargs=, **dispatch_options)``.
 
-Dispatch options are Dramatiq's own: ``delay`` (milliseconds or a
-``timedelta``) and every option the broker's middleware declares
-(``max_retries``, ``time_limit``, ``on_success``, ...). A plain callable (not
-an actor) is called in-process.
+A task is a Dramatiq actor when it has a ``send_with_options`` method: a
+``dramatiq.Actor``, a subclass, a proxy or a test double
+(``Mock(spec=dramatiq.Actor)``) are all sent the same way. Anything else is a
+plain callable: it is called in-process and its dispatch options are ignored
+(as airlock-py 0.1 documented).
 
-``dramatiq_executor.validate`` runs at enqueue: unknown option names and
-arguments the configured encoder (JSON by default) cannot encode fail there.
+Dispatch options go to ``send_with_options`` untouched: ``delay``
+(milliseconds or a ``timedelta``) and whatever the broker's middleware reads
+(``max_retries``, ``time_limit``, ``on_success``, your own middleware's
+options, ...). Dramatiq does not restrict their names, so neither does airlock.
+
+``dramatiq_executor.validate`` runs at enqueue and refuses what Dramatiq
+could never send: arguments or option values the configured encoder (JSON by
+default) cannot encode, a ``delay`` that is not a number of milliseconds or a
+``timedelta``, an ``on_success``/``on_failure`` that is not an actor or an
+actor name.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-import dramatiq
+from .._extras import requires
+
+with requires("dramatiq"):
+    import dramatiq
 
 from ..._intent import Intent
-from ._checks import check_option_names, check_serializable
+from ._checks import check_option_type, check_options_serializable, check_serializable
 
 __all__ = ["dramatiq_executor"]
+
+
+def _sender(task: Any) -> Any:
+    """The task's ``send_with_options``, or ``None`` for a plain callable."""
+    send = getattr(task, "send_with_options", None)
+    return send if callable(send) else None
 
 
 def dramatiq_executor(intent: Intent) -> Any:
@@ -27,24 +46,26 @@ def dramatiq_executor(intent: Intent) -> Any:
     Returns the Dramatiq ``Message`` sent (or the plain call's result).
     """
     task = intent.task
-    if not isinstance(task, dramatiq.Actor):
+    send = _sender(task)
+    if send is None:
         return task(*intent.args, **intent.kwargs)
-    return task.send_with_options(args=intent.args, kwargs=intent.kwargs, **(intent.dispatch_options or {}))
+    return send(args=intent.args, kwargs=dict(intent.kwargs), **(intent.dispatch_options or {}))
 
 
 def validate(intent: Intent) -> None:
-    """Fail at enqueue on an unknown option name or an argument the encoder cannot encode."""
-    task = intent.task
-    if not isinstance(task, dramatiq.Actor):
-        if intent.dispatch_options:
-            raise TypeError(
-                f"{intent.name} is a plain callable, not a Dramatiq actor, so the dramatiq executor calls it "
-                f"in-process and cannot honour dispatch options {sorted(intent.dispatch_options)}"
-            )
-        return
-    check_option_names(intent, "Dramatiq", {"delay"} | set(task.broker.actor_options))
+    """Fail at enqueue on an argument or option value Dramatiq could never send."""
+    if _sender(intent.task) is None:
+        return  # called in-process: nothing is encoded, options are ignored
+    check_option_type(intent, "Dramatiq", "delay", (int, float, timedelta), "milliseconds or a timedelta")
+    for name in ("on_success", "on_failure"):
+        check_option_type(intent, "Dramatiq", name, (str, dramatiq.Actor), "an actor or an actor name")
     encoder = dramatiq.get_encoder()
-    check_serializable(intent, type(encoder).__name__, lambda value: encoder.encode(value))
+    check_serializable(intent, type(encoder).__name__, encoder.encode)
+    options = intent.dispatch_options
+    if options:
+        # The message carries the options (actors as their names) next to the arguments.
+        carried = {k: v for k, v in options.items() if k not in ("delay", "on_success", "on_failure")}
+        check_options_serializable(intent, type(encoder).__name__, encoder.encode, carried)
 
 
 dramatiq_executor.validate = validate  # type: ignore[attr-defined]

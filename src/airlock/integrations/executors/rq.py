@@ -1,46 +1,45 @@
 """Send intents to RQ: ``queue.enqueue(task, args=, kwargs=, **dispatch_options)``.
 
-The target queue is the ``queue`` dispatch option: an ``rq.Queue``, or a
-queue name resolved on the connection configured once with
-:func:`configure` (also reachable as ``rq_executor.configure``). Without a
-``queue`` option the configured default queue (``"default"``) is used.
+The target queue is the ``queue`` dispatch option: a queue object (anything
+with an ``enqueue`` method: an ``rq.Queue``, a subclass, a test double such as
+``Mock(spec=rq.Queue)``), or a queue name resolved on the connection
+configured once with :func:`configure` (also reachable as
+``rq_executor.configure``). Without a ``queue`` option the configured default
+queue (``"default"``) is used.
 
-The other dispatch options are ``Queue.enqueue``'s own (``job_timeout``,
-``at_front``, ``job_id``, ``result_ttl``, ``ttl``, ``failure_ttl``,
-``description``, ``depends_on``, ``meta``, ``retry``, ``repeat``,
-``on_success``, ``on_failure``, ``on_stopped``, ``rate_limit``, ``unique``,
-``webhooks``, ``pipeline``), plus ``enqueue_at`` (a ``datetime``) and
-``enqueue_in`` (a ``timedelta``) to schedule the job instead (the worker
-must run with its scheduler). Every callable is an RQ task, so there is no
-in-process fallback.
+``enqueue_at`` (a ``datetime``) and ``enqueue_in`` (a ``timedelta``) schedule
+the job with ``queue.enqueue_at`` / ``queue.enqueue_in`` instead (the worker
+must run with its scheduler). Every other dispatch option goes to RQ
+untouched (``job_timeout``, ``at_front``, ``job_id``, ``result_ttl``,
+``depends_on``, ``meta``, ``retry``, ``on_success``, ...); RQ decides what it
+does with them, exactly as if you had called ``queue.enqueue`` yourself.
+Every callable is an RQ task (RQ runs functions, methods and callable
+instances on its workers), so there is no in-process fallback.
 
-``rq_executor.validate`` runs at enqueue: unknown option names, a queue name
-with no configured connection, tasks a worker could not import (lambdas,
-nested functions, ``__main__``) and arguments the queue's serializer (pickle
-by default) cannot encode fail there.
+``rq_executor.validate`` runs at enqueue and refuses what RQ could never
+send: a queue name with no configured connection, a ``queue``,
+``enqueue_at`` or ``enqueue_in`` of the wrong type, a task a worker could not
+receive (a lambda, a nested function, something defined in ``__main__``, an
+object the queue's serializer cannot encode) and arguments that serializer
+(pickle by default) cannot encode.
 """
 
 from __future__ import annotations
 
 import threading
-import types
+from datetime import datetime, timedelta
 from typing import Any
 
-from redis import Redis
-from rq import Queue
+from .._extras import requires
+
+with requires("rq"):
+    from redis import Redis
+    from rq import Queue
 
 from ..._intent import Intent
-from ._checks import check_importable, check_option_names, check_serializable
+from ._checks import check_option_type, check_serializable, check_task_sendable
 
-__all__ = ["rq_executor", "configure", "RQ_OPTIONS"]
-
-RQ_OPTIONS = frozenset(
-    {
-        "queue", "enqueue_at", "enqueue_in", "job_timeout", "description", "result_ttl", "ttl",
-        "failure_ttl", "depends_on", "job_id", "at_front", "meta", "retry", "repeat", "on_success",
-        "on_failure", "on_stopped", "rate_limit", "webhooks", "pipeline", "unique",
-    }
-)  # fmt: skip
+__all__ = ["rq_executor", "configure"]
 
 _lock = threading.Lock()
 _connection: Redis | None = None
@@ -50,8 +49,8 @@ _default_queue = "default"
 def configure(connection: Redis | None = None, *, default_queue: str = "default") -> None:
     """Set the Redis connection that queue names resolve on, and the default queue name.
 
-    Call once at start-up (``configure(None)`` forgets the connection). An
-    ``rq.Queue`` passed as the ``queue`` dispatch option always wins.
+    Call once at start-up (``configure(None)`` forgets the connection). A
+    queue object passed as the ``queue`` dispatch option always wins.
     """
     global _connection, _default_queue
     with _lock:
@@ -59,8 +58,12 @@ def configure(connection: Redis | None = None, *, default_queue: str = "default"
         _default_queue = default_queue
 
 
-def _queue_for(intent: Intent, target: Any) -> Queue:
-    if isinstance(target, Queue):
+def _is_queue(target: Any) -> bool:
+    return not isinstance(target, (str, type)) and callable(getattr(target, "enqueue", None))
+
+
+def _queue_for(intent: Intent, target: Any) -> Any:
+    if target is not None and _is_queue(target):
         return target
     if target is None:
         target = _default_queue
@@ -84,28 +87,30 @@ def rq_executor(intent: Intent) -> Any:
     queue = _queue_for(intent, options.pop("queue", None))
     at = options.pop("enqueue_at", None)
     delay = options.pop("enqueue_in", None)
+    args, kwargs = intent.args, dict(intent.kwargs)
     if at is not None:
-        return queue.enqueue_at(at, intent.task, args=intent.args, kwargs=intent.kwargs, **options)
+        return queue.enqueue_at(at, intent.task, args=args, kwargs=kwargs, **options)
     if delay is not None:
-        return queue.enqueue_in(delay, intent.task, args=intent.args, kwargs=intent.kwargs, **options)
-    return queue.enqueue(intent.task, args=intent.args, kwargs=intent.kwargs, **options)
+        return queue.enqueue_in(delay, intent.task, args=args, kwargs=kwargs, **options)
+    return queue.enqueue(intent.task, args=args, kwargs=kwargs, **options)
 
 
 def validate(intent: Intent) -> None:
-    """Fail at enqueue on what RQ could not send."""
-    check_option_names(intent, "RQ", RQ_OPTIONS)
+    """Fail at enqueue on what RQ could never send."""
     options = intent.dispatch_options or {}
     queue = _queue_for(intent, options.get("queue"))
-    task = intent.task
-    if isinstance(task, types.FunctionType):
-        check_importable(intent, "RQ", task)
-    elif not isinstance(task, (types.MethodType, types.BuiltinFunctionType)):
+    check_option_type(intent, "RQ", "enqueue_at", (datetime,), "a datetime")
+    check_option_type(intent, "RQ", "enqueue_in", (timedelta,), "a timedelta")
+    if isinstance(intent.task, type):
         raise TypeError(
-            f"cannot enqueue {intent.name} on RQ: RQ runs module-level functions and methods, "
-            f"not {type(task).__name__} objects"
+            f"cannot enqueue {intent.name} on RQ: RQ runs functions, methods and callable instances, "
+            f"not the class {intent.task.__name__}"
         )
-    serializer = queue.serializer
-    check_serializable(intent, getattr(serializer, "__name__", type(serializer).__name__), serializer.dumps)
+    serializer = getattr(queue, "serializer", None)
+    dumps = getattr(serializer, "dumps", None)
+    check_task_sendable(intent, "RQ", dumps)
+    if dumps is not None:  # None: a queue stand-in (a test double) with nothing to encode with
+        check_serializable(intent, getattr(serializer, "__name__", type(serializer).__name__), dumps)
 
 
 rq_executor.validate = validate  # type: ignore[attr-defined]

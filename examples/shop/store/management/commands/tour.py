@@ -14,6 +14,16 @@ from ...queue import huey
 from ...tasks import barrier
 
 
+WHERE_TO_LOOK = """
+Where to look, in examples/shop/:
+  store/models.py    Order.process() asks for the email and the shipment: airlock.enqueue(...)
+  store/views.py     checkout(): one transaction per request (ATOMIC_REQUESTS), a savepoint for gift wrap
+  shop/settings.py   INSTALLED_APPS and MIDDLEWARE (a scope per request, flushed after the commit),
+                     AIRLOCK["EXECUTOR"]: the intents that escape go to Huey
+  store/tasks.py     the tasks the Huey worker runs
+"""
+
+
 class Command(BaseCommand):
     help = "Walk through the airlock demo shop."
 
@@ -46,7 +56,8 @@ class Command(BaseCommand):
     def tour(self) -> None:
         self.seen = 0
         out = self.stdout.write
-        out("airlock demo shop: Django (SQLite), Huey worker (SQLite storage, in-process)\n")
+        out("airlock demo shop: Django (SQLite), Huey worker (SQLite storage, in-process)")
+        out(WHERE_TO_LOOK)
 
         out("1. Successful checkout: POST /checkout/ as alice")
         response = self.checkout(email="alice@example.com")
