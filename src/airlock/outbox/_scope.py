@@ -6,9 +6,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, insert, text
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.orm import Session, SessionTransaction
+from ..integrations._extras import requires
+
+with requires("sqlalchemy"):
+    from sqlalchemy import Table, event, insert, text
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.orm import Session, SessionTransaction
 
 from .._errors import UsageError
 from .._intent import Intent

@@ -10,24 +10,27 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Engine,
-    MetaData,
-    Table,
-    and_,
-    any_,
-    bindparam,
-    create_engine,
-    delete,
-    exists,
-    func,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
+from ..integrations._extras import requires
+
+with requires("sqlalchemy"):
+    from sqlalchemy import (
+        ARRAY,
+        BigInteger,
+        Engine,
+        MetaData,
+        Table,
+        and_,
+        any_,
+        bindparam,
+        create_engine,
+        delete,
+        exists,
+        func,
+        or_,
+        select,
+        update,
+    )
+    from sqlalchemy.engine import make_url
 
 from ._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus, utcnow
 from ._table import DEFAULT_TABLE_NAME, keys_table, outbox_table

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text
-from sqlalchemy.dialects import mysql
+from ..integrations._extras import requires
+
+with requires("sqlalchemy"):
+    from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text
+    from sqlalchemy.dialects import mysql
 
 from ._model import PENDING
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.utils import timezone
+from ...integrations._extras import requires
+
+with requires("django"):
+    from asgiref.sync import sync_to_async
+    from django.db import DEFAULT_DB_ALIAS, connections, transaction
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.utils import timezone
 
 from ..._intent import Intent
 from ..._protocols import Policy
