@@ -39,9 +39,8 @@ FLUSHES = int(os.environ.get("AIRLOCK_OUTBOX_BENCH_FLUSHES", "300"))
 
 
 def _fill(storage: SQLAlchemyStorage, n: int, task_name: str) -> None:
-    from sqlalchemy.orm import Session
-
     import outbox_bench_app
+    from sqlalchemy.orm import Session
 
     task = getattr(outbox_bench_app, task_name)
     with Session(storage.engine) as session, session.begin():
@@ -83,10 +82,25 @@ def relay_throughput(n_relays: int, executor: str, task_name: str) -> float:
             with open(logs / f"{i}.err", "wb") as err:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "airlock.outbox", "relay", "--url", POSTGRES,
-                         "--table", storage.table.name, "--executor", executor,
-                         "--idle-max", "0.1", "--batch-size", "200"],
-                        env=env, stderr=err, cwd=HERE,
+                        [
+                            sys.executable,
+                            "-m",
+                            "airlock.outbox",
+                            "relay",
+                            "--url",
+                            POSTGRES,
+                            "--table",
+                            storage.table.name,
+                            "--executor",
+                            executor,
+                            "--idle-max",
+                            "0.1",
+                            "--batch-size",
+                            "200",
+                        ],
+                        env=env,
+                        stderr=err,
+                        cwd=HERE,
                     )  # fmt: skip
                 )
         for i, proc in enumerate(procs):
@@ -112,8 +126,9 @@ def relay_throughput(n_relays: int, executor: str, task_name: str) -> float:
 
 def relay_cost_per_row() -> float:
     """Microseconds per row of one in-process relay with a no-op executor (PostgreSQL, batch 200)."""
-    from airlock.outbox import Relay
     from outbox_bench_app import noop_executor
+
+    from airlock.outbox import Relay
 
     storage = SQLAlchemyStorage.from_url(POSTGRES, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
     storage.create_table()
@@ -141,10 +156,9 @@ def _median_ms(run: object, n: int) -> float:
 
 def flush_cost_sqlalchemy(url: str) -> tuple[float, float]:
     """Median ms: in-memory Scope vs OutboxScope, 10 intents, in a Session transaction that writes one business row."""
+    from outbox_bench_app import noop
     from sqlalchemy import Column, Integer, MetaData, Table, insert
     from sqlalchemy.orm import Session
-
-    from outbox_bench_app import noop
 
     storage = SQLAlchemyStorage.from_url(url, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
     storage.create_table()
@@ -188,9 +202,9 @@ def flush_cost_django() -> tuple[str, float, float]:
     django.setup()
     from django.core.management import call_command
     from django.db import connection, transaction
+    from outbox_bench_app import noop
 
     from airlock.outbox.django import DjangoOutboxScope
-    from outbox_bench_app import noop
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -218,11 +232,19 @@ def flush_cost_django() -> tuple[str, float, float]:
 def main() -> None:
     print(f"outbox relay throughput, PostgreSQL -> task doing one Redis RPUSH ({ROWS} rows, batch 200):")
     for n in (1, 4):
-        print(f"  {n} relay(s): {relay_throughput(n, 'airlock.integrations.executors.sync:sync_executor', 'rpush_task'):8.0f} rows/s")
-    print(f"outbox relay throughput, PostgreSQL -> Celery on Redis ({ROWS} rows, batch 200, one producer per batch):")
+        print(
+            f"  {n} relay(s): {relay_throughput(n, 'airlock.integrations.executors.sync:sync_executor', 'rpush_task'):8.0f} rows/s"
+        )
+    print(
+        f"outbox relay throughput, PostgreSQL -> Celery on Redis ({ROWS} rows, batch 200, one producer per batch):"
+    )
     for n in (1, 4):
-        print(f"  {n} relay(s): {relay_throughput(n, 'outbox_bench_app:celery_executor', 'noop_task'):8.0f} rows/s")
-    print(f"outbox relay's own cost per row, no-op executor, PostgreSQL, batch 200: {relay_cost_per_row():6.1f} us")
+        print(
+            f"  {n} relay(s): {relay_throughput(n, 'outbox_bench_app:celery_executor', 'noop_task'):8.0f} rows/s"
+        )
+    print(
+        f"outbox relay's own cost per row, no-op executor, PostgreSQL, batch 200: {relay_cost_per_row():6.1f} us"
+    )
     print(f"outbox flush cost, 10 intents, median of {FLUSHES} (transaction and commit included):")
     for label, url in (("PostgreSQL", POSTGRES), ("SQLite file", f"sqlite:///{tempfile.mkdtemp()}/bench.db")):
         plain, outbox = flush_cost_sqlalchemy(url)

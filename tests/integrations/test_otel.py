@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import airlock
@@ -60,8 +60,11 @@ class Telemetry:
 def telemetry(request: pytest.FixtureRequest) -> Iterator[Telemetry]:
     t = Telemetry()
     origin_in_metrics = getattr(request, "param", False)
-    otel.install(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider,
-                 origin_in_metrics=origin_in_metrics)
+    otel.install(
+        tracer_provider=t.tracer_provider,
+        meter_provider=t.meter_provider,
+        origin_in_metrics=origin_in_metrics,
+    )
     try:
         yield t
     finally:
@@ -86,10 +89,22 @@ def test_flush_records_scope_and_dispatch_spans(telemetry: Telemetry) -> None:
         "airlock.intents.captured": 0,
     }
     assert [(e.name, dict(e.attributes)) for e in scope_span.events] == [
-        ("airlock.intent", {"airlock.intent.name": "send_email", "airlock.intent.outcome": "dispatched",
-                            "airlock.intent.origin": "POST /orders/42/pay"}),
-        ("airlock.intent", {"airlock.intent.name": "send_email", "airlock.intent.outcome": "dropped",
-                            "airlock.intent.origin": "POST /orders/42/pay"}),
+        (
+            "airlock.intent",
+            {
+                "airlock.intent.name": "send_email",
+                "airlock.intent.outcome": "dispatched",
+                "airlock.intent.origin": "POST /orders/42/pay",
+            },
+        ),
+        (
+            "airlock.intent",
+            {
+                "airlock.intent.name": "send_email",
+                "airlock.intent.outcome": "dropped",
+                "airlock.intent.origin": "POST /orders/42/pay",
+            },
+        ),
     ]
     (dispatch_span,) = telemetry.finished("airlock.dispatch")
     assert dispatch_span.attributes["airlock.scope.id"] == scope.id
@@ -97,8 +112,11 @@ def test_flush_records_scope_and_dispatch_spans(telemetry: Telemetry) -> None:
     assert dispatch_span.attributes["airlock.intents.names"] == ("send_email",)
     assert dispatch_span.status.status_code == StatusCode.UNSET
     assert dispatch_span.end_time >= dispatch_span.start_time
-    assert telemetry.counts() == {("send_email", "dispatched"): 1, ("send_email", "dropped"): 1,
-                                  ("send_email", "succeeded"): 1}
+    assert telemetry.counts() == {
+        ("send_email", "dispatched"): 1,
+        ("send_email", "dropped"): 1,
+        ("send_email", "succeeded"): 1,
+    }
     (duration,) = telemetry.points("airlock.dispatch.duration")
     assert duration.count == 1 and duration.attributes == {"airlock.outcome": "succeeded"}
 
@@ -111,8 +129,11 @@ def test_failures_are_recorded_as_errors(telemetry: Telemetry) -> None:
     (span,) = telemetry.finished("airlock.dispatch")
     assert span.status.status_code == StatusCode.ERROR
     assert span.status.description == "1 intent(s) failed: charge"
-    outcomes = [(e.attributes.get("airlock.intent.name"), e.attributes.get("airlock.intent.outcome"))
-                for e in span.events if e.name == "airlock.intent"]
+    outcomes = [
+        (e.attributes.get("airlock.intent.name"), e.attributes.get("airlock.intent.outcome"))
+        for e in span.events
+        if e.name == "airlock.intent"
+    ]
     assert outcomes == [("charge", "failed"), ("send_email", "succeeded")]
     (exception,) = [e for e in span.events if e.name == "exception"]
     assert exception.attributes["exception.type"] == "ConnectionError"
@@ -176,7 +197,9 @@ def test_install_replaces_and_uninstall_stops(telemetry: Telemetry) -> None:
 
 
 def test_core_import_does_not_load_opentelemetry() -> None:
-    code = "import sys, airlock, airlock.testing; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    code = (
+        "import sys, airlock, airlock.testing; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

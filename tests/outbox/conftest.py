@@ -4,10 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from outbox_helpers import fresh_storage
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from airlock.outbox import SQLAlchemyStorage
-from outbox_helpers import fresh_storage
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])

@@ -8,10 +8,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+from outbox_helpers import HERE, PYTHON, subprocess_env
 from sqlalchemy import inspect, text
 
 from airlock.outbox import engine_from_url
-from outbox_helpers import HERE, PYTHON, subprocess_env
 
 DEADLINE = 90.0
 

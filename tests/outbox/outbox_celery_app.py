@@ -21,7 +21,11 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # Fail a publish to a dead broker at once (kombu would reconnect for seconds).
     broker_transport_options={
-        "socket_connect_timeout": 2, "socket_timeout": 5, "max_retries": 1, "interval_start": 0, "interval_step": 0.1,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.1,
     },  # fmt: skip
     worker_hijack_root_logger=False,
 )

@@ -79,7 +79,6 @@ def log_executor(intent: Intent) -> None:
 # The relay tests publish through the library's own celery executor.
 from airlock.integrations.executors.celery import celery_executor  # noqa: E402,F401
 
-
 # -- tasks that raise what is not an Exception, or end the process ------------------
 
 

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from outbox_helpers import HERE, PYTHON, TcpProxy, subprocess_env
 from sqlalchemy.orm import Session
+from test_outbox_processes import wait_for
 
 import airlock
 from airlock.outbox import OutboxScope, SQLAlchemyStorage
-from outbox_helpers import HERE, PYTHON, TcpProxy, subprocess_env
-from test_outbox_processes import wait_for
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import outbox_support
 import pytest
+from outbox_support import backend_task, poison, record, record_with_id
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import airlock
-import outbox_support
 from airlock.outbox import (
     ORDERING_KEY_OPTION,
     OutboxScope,
@@ -23,7 +24,6 @@ from airlock.outbox import (
     current_outbox_id,
 )
 from airlock.outbox.__main__ import main as cli
-from outbox_support import backend_task, poison, record, record_with_id
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,9 @@ def _clear_seen() -> None:
     outbox_support.seen.clear()
 
 
-def store(storage: SQLAlchemyStorage, *calls: tuple[Any, ...], options: dict[str, Any] | None = None) -> list[str]:
+def store(
+    storage: SQLAlchemyStorage, *calls: tuple[Any, ...], options: dict[str, Any] | None = None
+) -> list[str]:
     """Commit one outbox row per ``(task, *args)`` and return their ids."""
     with Session(storage.engine) as session, session.begin():
         with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
@@ -105,7 +107,11 @@ def test_poison_task_is_dead_lettered_and_others_unaffected(
     # The retry waits out its backoff: 10s * jitter in [0.5, 1).
     with storage.engine.connect() as conn:
         due = conn.scalar(select(storage.table.c.available_at).where(storage.table.c.id == ids[1]))
-    assert dt.timedelta(seconds=4.5) < due - dt.datetime.now(dt.UTC).replace(tzinfo=None) < dt.timedelta(seconds=10)
+    assert (
+        dt.timedelta(seconds=4.5)
+        < due - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        < dt.timedelta(seconds=10)
+    )
     assert r.run_once() == 0  # not due yet
     for attempt in (2, 3):
         make_due(storage)
@@ -133,7 +139,7 @@ def test_backoff_doubles_up_to_the_cap(storage: SQLAlchemyStorage) -> None:
             due = conn.scalar(select(storage.table.c.available_at).where(storage.table.c.id == row_id))
         waits.append((due - before).total_seconds())
     # attempt n waits min(5, 2 * 2**(n-1)) scaled into [0.5, 1): 2, 4, 5, 5
-    for wait, nominal in zip(waits, [2, 4, 5, 5]):
+    for wait, nominal in zip(waits, [2, 4, 5, 5], strict=True):
         assert nominal * 0.5 <= wait < nominal + 0.5
 
 
@@ -407,7 +413,10 @@ def test_cli_names_the_package_of_a_missing_driver(
         cli(["status", "--url", "mysql://root@127.0.0.1/db"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert 'no database driver for mysql:// URLs is installed: pip install "PyMySQL" or pip install "mysqlclient"' in err
+    assert (
+        'no database driver for mysql:// URLs is installed: pip install "PyMySQL" or pip install "mysqlclient"'
+        in err
+    )
     with pytest.raises(SystemExit):
         cli(["relay", "--url", "postgresql+pg8000://u@127.0.0.1/db"])
     assert 'needs the pg8000 driver, which is not installed: pip install "pg8000"' in capsys.readouterr().err

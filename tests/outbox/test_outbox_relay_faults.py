@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-import airlock
 import outbox_support
-from airlock.outbox import OutboxScope, Relay, SQLAlchemyStorage
+import pytest
 from outbox_helpers import TcpProxy
 from outbox_support import cancelled, exits, interrupts, kill_own_process, record
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from test_outbox_processes import fill, read_log, relays, wait_for
+
+import airlock
+from airlock.outbox import OutboxScope, Relay, SQLAlchemyStorage
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +80,9 @@ def test_task_that_kills_its_relay_is_dead_lettered_after_max_attempts(
             pytest.fail(f"no relay got past the poison row: {rows(storage)}")
     assert deaths == 2  # max_attempts, then never sent again: no crash loop
     state = rows(storage)
-    assert state[ids[1]][0] == "dead" and "relay died while sending it on attempt 2 of 2" in (state[ids[1]][2] or "")
+    assert state[ids[1]][0] == "dead" and "relay died while sending it on attempt 2 of 2" in (
+        state[ids[1]][2] or ""
+    )
     assert state[ids[0]][0] == state[ids[2]][0] == "done"
 
 
@@ -151,7 +153,11 @@ def test_django_relay_rides_out_a_database_outage(django_db_url: str, tmp_path: 
             time.sleep(1.0)
             assert relay.poll() is None, err.read_text()
             proxy.up()
-            wait_for(lambda: states(django_db_url)["done"] == 80, "the rows committed during the outage", timeout=60)
+            wait_for(
+                lambda: states(django_db_url)["done"] == 80,
+                "the rows committed during the outage",
+                timeout=60,
+            )
         finally:
             codes = stop_all([relay])
         assert codes == [0]

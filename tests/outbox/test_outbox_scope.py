@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from outbox_support import backend_task, record
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,6 @@ from airlock.outbox import (
     OutboxSerializationError,
     SQLAlchemyStorage,
 )
-from outbox_support import backend_task, record
 
 
 def rows(storage: SQLAlchemyStorage) -> list[Any]:
@@ -212,7 +212,12 @@ class NotJson:
         (("caf\udce9",), {}, None, r"record: argument 0 'caf\\udce9' holds a string that cannot be encoded"),
         ((1,), {"label": ["ok", {"k": "\ud800"}]}, None, r"keyword argument 'label' .* cannot be encoded"),
         ((1,), {}, {"queue": "q\udc80"}, r"dispatch option 'queue' .* cannot be encoded as UTF-8"),
-        ((1,), {}, {ORDERING_KEY_OPTION: "k\udc80"}, r"dispatch option 'outbox_ordering_key' .* cannot be encoded"),
+        (
+            (1,),
+            {},
+            {ORDERING_KEY_OPTION: "k\udc80"},
+            r"dispatch option 'outbox_ordering_key' .* cannot be encoded",
+        ),
     ],
 )
 def test_unstorable_arguments_fail_at_enqueue(
@@ -259,7 +264,10 @@ def test_table_is_alembic_friendly(storage: SQLAlchemyStorage) -> None:
     outbox_table(metadata, storage.table.name)  # added to the application's own metadata
     with storage.engine.connect() as conn:
         name = storage.table.name
-        only_ours = {"compare_type": True, "include_name": lambda n, kind, _: kind != "table" or n in (name, f"{name}_keys")}
+        only_ours = {
+            "compare_type": True,
+            "include_name": lambda n, kind, _: kind != "table" or n in (name, f"{name}_keys"),
+        }
         context = MigrationContext.configure(conn, opts=only_ours)
         assert compare_metadata(context, metadata) == []  # what `init` created is what autogenerate expects
         empty = MigrationContext.configure(conn, opts={"include_name": lambda *a: False})

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import outbox_support
 import pytest
+from outbox_helpers import fresh_storage
+from outbox_support import record
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 import airlock
-import outbox_support
 from airlock.outbox import ORDERING_KEY_OPTION, OutboxScope, Relay, SQLAlchemyStorage
-from outbox_helpers import fresh_storage
-from outbox_support import record
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,9 @@ def test_scoped_function_that_commits_stores_its_rows_in_that_commit(storage: SQ
     assert committed_args(storage) == [[1], [2], [3]]
 
 
-def test_scope_exiting_after_its_commit_reports_exactly_the_rows_that_exist(storage: SQLAlchemyStorage) -> None:
+def test_scope_exiting_after_its_commit_reports_exactly_the_rows_that_exist(
+    storage: SQLAlchemyStorage,
+) -> None:
     with Session(storage.engine) as session:
         with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
             airlock.enqueue(record, 1)
@@ -91,7 +93,9 @@ def test_commit_failing_after_the_rows_were_written_reports_no_row(storage: SQLA
 
 def test_intent_committed_while_held_by_a_nested_scope_raises_at_the_exit(storage: SQLAlchemyStorage) -> None:
     with Session(storage.engine) as session:
-        with pytest.raises(airlock.UsageError, match=r"cannot store 1 intent\(s\) \(record\).*already committed"):
+        with pytest.raises(
+            airlock.UsageError, match=r"cannot store 1 intent\(s\) \(record\).*already committed"
+        ):
             with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
                 with airlock.scope():  # holds the intent in memory while the transaction commits
                     session.begin()
@@ -175,9 +179,15 @@ def test_coroutine_task_is_still_refused_by_a_sync_plain_scope() -> None:
         airlock.enqueue(arecord, 1)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])  # the async drivers of the test dependencies: aiosqlite, asyncpg
+@pytest.fixture(
+    params=["sqlite", "postgres"]
+)  # the async drivers of the test dependencies: aiosqlite, asyncpg
 def async_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLAlchemyStorage]:
-    url = f"sqlite:///{tmp_path / 'outbox.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'outbox.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     with fresh_storage(url) as storage:
         yield storage
 
@@ -187,7 +197,9 @@ def test_async_session_with_async_with(async_storage: SQLAlchemyStorage) -> None
 
     storage = async_storage
     url = storage.engine.url
-    async_url = url.set(drivername="sqlite+aiosqlite" if url.get_backend_name() == "sqlite" else "postgresql+asyncpg")
+    async_url = url.set(
+        drivername="sqlite+aiosqlite" if url.get_backend_name() == "sqlite" else "postgresql+asyncpg"
+    )
 
     async def main() -> tuple[list[str], list[str]]:
         engine = create_async_engine(async_url)

@@ -74,11 +74,15 @@ class OpenTelemetryObserver:
         self.tracer = trace.get_tracer("airlock", airlock.__version__, tracer_provider)
         meter = metrics.get_meter("airlock", airlock.__version__, meter_provider)
         self.intents = meter.create_counter(
-            "airlock.intents", unit="{intent}", description="Intents by outcome: dispatched, dropped, "
-            "captured (at scope end), succeeded, failed (when run)"
+            "airlock.intents",
+            unit="{intent}",
+            description="Intents by outcome: dispatched, dropped, "
+            "captured (at scope end), succeeded, failed (when run)",
         )
         self.duration = meter.create_histogram(
-            "airlock.dispatch.duration", unit="s", description="Time an executor took to run a batch of intents"
+            "airlock.dispatch.duration",
+            unit="s",
+            description="Time an executor took to run a batch of intents",
         )
         self.origin_in_metrics = origin_in_metrics
 

@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     relay = sub.add_parser("relay", help="dispatch committed rows through an executor until stopped")
     common(relay)
-    relay.add_argument("--executor", type=_import, default=None, help="dotted path to the executor (default: sync)")
+    relay.add_argument(
+        "--executor", type=_import, default=None, help="dotted path to the executor (default: sync)"
+    )
     relay.add_argument("--batch-size", type=int, default=100)
     relay.add_argument("--lease", type=float, default=60.0, help="seconds a claimed batch stays leased")
     relay.add_argument("--max-attempts", type=int, default=10, help="attempts before a row is dead")
@@ -56,10 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument("--backoff-cap", type=float, default=300.0, help="longest retry delay in seconds")
     relay.add_argument("--idle-max", type=float, default=5.0, help="longest poll interval when idle")
     relay.add_argument(
-        "--retention", type=float, default=7 * 24 * 3600.0, help="prune done rows older than this (seconds; 0: never)"
+        "--retention",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="prune done rows older than this (seconds; 0: never)",
     )
     relay.add_argument(
-        "--dead-retention", type=float, default=0, help="prune dead rows dead longer than this (seconds; 0: keep)"
+        "--dead-retention",
+        type=float,
+        default=0,
+        help="prune dead rows dead longer than this (seconds; 0: keep)",
     )
     relay.add_argument("--until-idle", action="store_true", help="exit once nothing is left to claim")
     relay.add_argument("--log-level", default="INFO")
@@ -86,7 +94,10 @@ def _storage(parser: argparse.ArgumentParser, url: str, table: str | None) -> An
     try:
         from ._storage import MissingDriverError, SQLAlchemyStorage
     except ImportError as exc:  # SQLAlchemy itself is missing
-        parser.exit(2, f'{parser.prog}: error: the outbox CLI needs SQLAlchemy ({exc}): pip install "airlock-py[sqlalchemy]"\n')
+        parser.exit(
+            2,
+            f'{parser.prog}: error: the outbox CLI needs SQLAlchemy ({exc}): pip install "airlock-py[sqlalchemy]"\n',
+        )
     try:
         return SQLAlchemyStorage.from_url(url, table)
     except MissingDriverError as exc:
@@ -118,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{storage.retry(list(args.ids))} row(s) back to pending")
         else:
             logging.basicConfig(
-                level=args.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+                level=args.log_level.upper(),
+                format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
             )
             relay = Relay(
                 storage,

@@ -16,8 +16,8 @@ leaves the table only as ``done`` (pruned later) or ``dead`` (kept).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextvars
+import datetime as dt
 import inspect
 import logging
 import random
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from .._intent import Intent
-from .._intent import is_coroutine_task
+from .._intent import Intent, is_coroutine_task
 from .._lifecycle import Scope
 from ._carriers import restored_context
 from ._model import ClaimedRow, Failure, OutboxStorage, utcnow
@@ -312,7 +311,9 @@ class Relay:
         self.stats.dispatched += len(done)
         self.stats.released += len(released)
         if released:
-            logger.warning("airlock.outbox: lease nearly over; handed back %d row(s) unpublished", len(released))
+            logger.warning(
+                "airlock.outbox: lease nearly over; handed back %d row(s) unpublished", len(released)
+            )
         return len(rows)
 
     @contextmanager
@@ -349,7 +350,9 @@ class Relay:
             except Exception:
                 if delay > self.lease / 2:
                     raise
-                logger.warning("airlock.outbox: recording a batch failed; retrying in %.1fs", delay, exc_info=True)
+                logger.warning(
+                    "airlock.outbox: recording a batch failed; retrying in %.1fs", delay, exc_info=True
+                )
                 time.sleep(delay)
                 delay *= 2
 

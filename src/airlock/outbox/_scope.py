@@ -89,7 +89,8 @@ class _SessionState:
         found = session.info.get(_STATE_KEY)
         if found is None:
             found = session.info[_STATE_KEY] = cls(session)
-        return found  # type: ignore[no-any-return]
+        assert isinstance(found, cls)
+        return found
 
     def after_soft_rollback(self, session: Session, previous_transaction: SessionTransaction) -> None:
         self.rolled_back.add(previous_transaction)
@@ -105,6 +106,8 @@ class _SessionState:
         if session.get_nested_transaction() is not None:
             return  # a savepoint is released: its intents stay with the enclosing transaction
         root = session.get_transaction()
+        if root is None:  # pragma: no cover - SQLAlchemy commits a transaction
+            return
         self.committing = root
         for scope in list(self.scopes):
             scope._store_committing(root)
@@ -143,7 +146,7 @@ class OutboxScope(BaseOutboxScope):
         self,
         policy: Policy | None = None,
         *,
-        session: Session | AsyncSession | None = None,  # type: ignore[valid-type]
+        session: Session | AsyncSession | None = None,
         table: Table | None = None,
         executor: Callable[[Intent], Any] | None = None,
         origin: str | None = None,
@@ -159,7 +162,9 @@ class OutboxScope(BaseOutboxScope):
                 f"the rows join, got {session!r}"
             )
         if table is not None and not isinstance(table, Table):
-            raise TypeError(f"OutboxScope(table=...) needs a sqlalchemy.Table (see outbox_table()), got {table!r}")
+            raise TypeError(
+                f"OutboxScope(table=...) needs a sqlalchemy.Table (see outbox_table()), got {table!r}"
+            )
         self._session = session
         self._table = default_table if table is None else table
         self._state_of_session = _SessionState.of(session)
@@ -282,5 +287,6 @@ def _upsert_keys(keys: Table, dialect: str) -> Any:
     if dialect == "sqlite":
         lite = sqlite.insert(keys)
         return lite.on_conflict_do_update(index_elements=["ordering_key"], set_={"writes": keys.c.writes + 1})
-    raise UsageError(f"ordering keys are not supported on {dialect!r} (PostgreSQL, MySQL/MariaDB and SQLite are)")
-
+    raise UsageError(
+        f"ordering keys are not supported on {dialect!r} (PostgreSQL, MySQL/MariaDB and SQLite are)"
+    )

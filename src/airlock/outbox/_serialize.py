@@ -120,7 +120,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     return bool(a == b)
@@ -191,7 +191,9 @@ def serialize_intent(intent: Intent) -> Payload:
     )
 
 
-def deserialize(args: str, kwargs: str, options: str | None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def deserialize(
+    args: str, kwargs: str, options: str | None
+) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """The stored arguments, keyword arguments and dispatch options, decoded."""
     opts: Mapping[str, Any] = json.loads(options) if options else {}
     return json.loads(args), json.loads(kwargs), dict(opts)

@@ -86,7 +86,10 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
     ``No module named ...``.
     """
     parsed = make_url(url)
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name() if "+" in parsed.drivername else None
+    backend, driver = (
+        parsed.get_backend_name(),
+        parsed.get_driver_name() if "+" in parsed.drivername else None,
+    )
     if driver is None and backend in _DRIVERS:
         choices = _DRIVERS[backend]
         for name, module, _ in choices:
@@ -106,7 +109,7 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
-        yield ids[i:i + _CHUNK]
+        yield ids[i : i + _CHUNK]
 
 
 class SQLAlchemyStorage:
@@ -197,7 +200,9 @@ class SQLAlchemyStorage:
                     return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
                 conn.execute(claim)
             else:
-                result = conn.execute(update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed))
+                result = conn.execute(
+                    update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed)
+                )
                 if not result.rowcount:
                     return token, []
             rows = conn.execute(
@@ -216,7 +221,9 @@ class SQLAlchemyStorage:
                 rows = held if not others else and_(held, t.c.id.not_in(others))
                 if len(others) > _CHUNK:  # pragma: no cover - a huge batch mostly failing
                     rows = and_(held, t.c.id.in_(done))
-                conn.execute(update(t).where(rows).values(state=DONE, done_at=now, lease_until=None, claim_token=None))
+                conn.execute(
+                    update(t).where(rows).values(state=DONE, done_at=now, lease_until=None, claim_token=None)
+                )
             for failure in failed:
                 conn.execute(
                     update(t)
@@ -244,7 +251,9 @@ class SQLAlchemyStorage:
         t = self.table
         waiting = t.c.state.in_((PENDING, INFLIGHT))
         with self.engine.connect() as conn:
-            counts: dict[str, int] = dict(conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).all())
+            counts: dict[str, int] = dict(
+                conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).all()
+            )
             failed = conn.scalar(select(func.count()).where(t.c.state == PENDING, t.c.attempts > 0)) or 0
             oldest = conn.scalar(select(func.min(t.c.created_at)).where(waiting))
         age = None
@@ -269,7 +278,9 @@ class SQLAlchemyStorage:
             if deleted:
                 # Keys with nothing left to order: their lock rows go too (re-created on next use).
                 k = self.keys
-                waiting = select(t.c.seq).where(t.c.ordering_key == k.c.ordering_key, t.c.state.in_((PENDING, INFLIGHT)))
+                waiting = select(t.c.seq).where(
+                    t.c.ordering_key == k.c.ordering_key, t.c.state.in_((PENDING, INFLIGHT))
+                )
                 conn.execute(delete(k).where(~exists(waiting)))
         return deleted
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from outbox_support import record
 
 import airlock
 from airlock.outbox.django import DjangoOutboxScope
-from outbox_support import record
 
 
 def place_order(request: HttpRequest) -> HttpResponse:

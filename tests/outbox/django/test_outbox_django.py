@@ -7,19 +7,19 @@ import json
 from io import StringIO
 from typing import Any
 
+import outbox_support
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client, override_settings
+from outbox_admin_settings import ADMIN_SETTINGS
+from outbox_support import poison, record, record_with_id
 
 import airlock
-import outbox_support
 from airlock.outbox import OutboxSerializationError
 from airlock.outbox.django import DjangoOutboxScope, DjangoStorage
 from airlock.outbox.django.models import OutboxRow
-from outbox_admin_settings import ADMIN_SETTINGS
-from outbox_support import poison, record, record_with_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -61,7 +61,9 @@ class DjangoStorage:
         }
         with transaction.atomic(using=self.using):
             if connections[self.using].features.has_select_for_update_skip_locked:
-                seqs = list(candidates.select_for_update(skip_locked=True).values_list("seq", flat=True)[:limit])
+                seqs = list(
+                    candidates.select_for_update(skip_locked=True).values_list("seq", flat=True)[:limit]
+                )
                 if not seqs:
                     return token, []
                 rows.filter(seq__in=seqs).update(**claimed)
@@ -114,7 +116,9 @@ class DjangoStorage:
                 count, _ = self._rows().filter(state=state, done_at__lt=cutoff).delete()
                 deleted += int(count)
         if deleted:
-            waiting = self._rows().filter(ordering_key=OuterRef("ordering_key"), state__in=(PENDING, INFLIGHT))
+            waiting = self._rows().filter(
+                ordering_key=OuterRef("ordering_key"), state__in=(PENDING, INFLIGHT)
+            )
             OutboxKey.objects.using(self.using).filter(~Exists(waiting)).delete()
         return deleted
 

@@ -26,21 +26,36 @@ class Command(BaseCommand):
         parser.add_argument("--backoff", type=float, default=1.0)
         parser.add_argument("--backoff-cap", type=float, default=300.0)
         parser.add_argument("--idle-max", type=float, default=5.0)
-        parser.add_argument("--retention", type=float, default=7 * 24 * 3600.0, help="seconds; 0: never prune")
         parser.add_argument(
-            "--dead-retention", type=float, default=0, help="seconds; prune dead rows dead this long (0: keep)"
+            "--retention", type=float, default=7 * 24 * 3600.0, help="seconds; 0: never prune"
+        )
+        parser.add_argument(
+            "--dead-retention",
+            type=float,
+            default=0,
+            help="seconds; prune dead rows dead this long (0: keep)",
         )
         parser.add_argument("--until-idle", action="store_true", help="exit once nothing is left to claim")
         parser.add_argument(
-            "--log-level", default="INFO", help="level of the relay's log on stderr, unless LOGGING configures it"
+            "--log-level",
+            default="INFO",
+            help="level of the relay's log on stderr, unless LOGGING configures it",
         )
         parser.add_argument("--status", action="store_true", help="print the counts and exit")
         parser.add_argument("--json", action="store_true", help="with --status: print JSON")
-        parser.add_argument("--prune", type=float, default=None, metavar="SECONDS", help="prune done rows and exit")
         parser.add_argument(
-            "--prune-dead", type=float, default=None, metavar="SECONDS", help="with --prune: also prune dead rows"
+            "--prune", type=float, default=None, metavar="SECONDS", help="prune done rows and exit"
         )
-        parser.add_argument("--retry", nargs="+", default=None, metavar="ID", help="put dead rows back and exit")
+        parser.add_argument(
+            "--prune-dead",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="with --prune: also prune dead rows",
+        )
+        parser.add_argument(
+            "--retry", nargs="+", default=None, metavar="ID", help="put dead rows back and exit"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -56,7 +71,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"{key:>10}: {value if value is not None else '-'}")
             return
         if options["prune"] is not None:
-            self.stdout.write(f"pruned {storage.prune(options['prune'], options['prune_dead'])} done/dead row(s)")
+            self.stdout.write(
+                f"pruned {storage.prune(options['prune'], options['prune_dead'])} done/dead row(s)"
+            )
             return
         if options["retry"]:
             self.stdout.write(f"{storage.retry(options['retry'])} row(s) back to pending")
