@@ -101,3 +101,10 @@ def kill_own_process(n: int) -> None:
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def log_label(intent: Intent) -> None:
+    """Executor: append the intent's ``label`` to labels.log next to $AIRLOCK_OUTBOX_LOG."""
+    path = Path(os.environ["AIRLOCK_OUTBOX_LOG"]).with_name("labels.log")
+    with open(path, "a") as log:
+        log.write(f"{intent.kwargs['label']}\n")

@@ -63,8 +63,11 @@ class _Tie:
 class _SessionState:
     """What the outbox follows on one session: rolled back / committed transactions, open scopes.
 
-    Created once per session (kept in ``session.info``), with the listeners
-    that make rows land in the transaction their intents were made in.
+    Kept in ``session.info`` of the sessions an outbox scope is used with.
+    SQLAlchemy calls it through listeners registered once on the ``Session``
+    class (:func:`_listen`), which return at once for every other session:
+    registering four listeners on each new session would cost more than the
+    whole flush.
     """
 
     def __init__(self, session: Session) -> None:
@@ -74,10 +77,6 @@ class _SessionState:
         self.scopes: weakref.WeakSet[OutboxScope] = weakref.WeakSet()
         self.unbound: list[_Tie] = []
         self.committing: SessionTransaction | None = None
-        event.listen(session, "after_soft_rollback", self.after_soft_rollback)
-        event.listen(session, "after_transaction_create", self.after_transaction_create)
-        event.listen(session, "before_commit", self.before_commit)
-        event.listen(session, "after_commit", self.after_commit)
 
     def current(self) -> SessionTransaction | None:
         """The session's open root transaction, if any."""
@@ -88,6 +87,7 @@ class _SessionState:
     def of(cls, session: Session) -> _SessionState:
         found = session.info.get(_STATE_KEY)
         if found is None:
+            _listen()
             found = session.info[_STATE_KEY] = cls(session)
         assert isinstance(found, cls)
         return found
@@ -116,6 +116,28 @@ class _SessionState:
         if self.committing is not None:
             self.committed.add(self.committing)
             self.committing = None
+
+
+_listening = False
+
+
+def _listen() -> None:
+    """Register the outbox's session listeners, once per process, on the ``Session`` class."""
+    global _listening
+    if _listening:
+        return
+
+    def forward(name: str) -> Callable[..., None]:
+        def listener(session: Session, *args: Any) -> None:
+            state = session.info.get(_STATE_KEY)
+            if state is not None:
+                getattr(state, name)(session, *args)
+
+        return listener
+
+    for name in ("after_soft_rollback", "after_transaction_create", "before_commit", "after_commit"):
+        event.listen(Session, name, forward(name))
+    _listening = True
 
 
 class OutboxScope(BaseOutboxScope):

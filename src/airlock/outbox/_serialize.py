@@ -156,16 +156,40 @@ def _check_text(text: str | None, what: str, intent: Intent) -> None:
             ) from None
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """A value JSON keeps exactly as it is, without a round trip to prove it (the common case)."""
+    kind = type(value)
+    return kind in _SCALARS or (kind is float and math.isfinite(value))
+
+
+def _group(values: Any, names: list[str], intent: Intent) -> str:
+    """Encode a list/dict of values at once; on any doubt, check value by value to name the culprit."""
+    items = values if isinstance(values, list) else list(values.values())
+    if all(_plain(v) for v in items):
+        text = _dumps(values)
+        if not text.isascii():
+            for value, what in zip(items, names, strict=True):
+                if isinstance(value, str):
+                    _check_text(value, f"{what} {value!r}", intent)
+        return text
+    for value, what in zip(items, names, strict=True):
+        _encode(value, what, intent)  # raises, naming the value, if it cannot be stored
+    return _dumps(values)
+
+
 def serialize_intent(intent: Intent) -> Payload:
     """Check and encode ``intent``; raise :class:`OutboxSerializationError` naming what cannot be stored."""
     ref = task_reference(intent.task)
-    for i, arg in enumerate(intent.args):
-        _encode(arg, f"argument {i}", intent)
+    args = list(intent.args)
+    args_text = _group(args, [f"argument {i}" for i in range(len(args))], intent)
     kwargs = intent.kwargs
-    for key, value in kwargs.items():
-        _encode(value, f"keyword argument {key!r}", intent)
+    kwargs_text = _group(kwargs, [f"keyword argument {key!r}" for key in kwargs], intent) if kwargs else "{}"
     options = dict(intent.dispatch_options) if intent.dispatch_options is not None else None
     ordering_key = None
+    options_text = None
     if options is not None:
         key = options.pop(ORDERING_KEY_OPTION, None)
         if key is not None:
@@ -176,16 +200,16 @@ def serialize_intent(intent: Intent) -> Payload:
                 )
             _check_text(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
             ordering_key = key
-        for opt, value in options.items():
-            _encode(value, f"dispatch option {opt!r}", intent)
+        if options:
+            options_text = _group(options, [f"dispatch option {opt!r}" for opt in options], intent)
     _check_text(intent.name, "the name", intent)
     _check_text(intent.origin, "the origin", intent)
     return Payload(
         task_ref=ref,
         name=intent.name,
-        args=_dumps(list(intent.args)),
-        kwargs=_dumps(kwargs),
-        options=_dumps(options) if options else None,
+        args=args_text,
+        kwargs=kwargs_text,
+        options=options_text,
         ordering_key=ordering_key,
         origin=intent.origin,
     )

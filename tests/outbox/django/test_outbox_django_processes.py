@@ -45,3 +45,63 @@ def test_kill_9_of_a_django_relay_mid_batch_loses_nothing(django_db_url: str, tm
     per_id = collections.Counter(row_id for row_id, _ in read_log(tmp_path / "dispatched.log"))
     assert set(per_id) == set(ids)
     assert {row_id for row_id, n in per_id.items() if n > 1} == set(published[50:])
+
+
+WRITER = """
+import sys, time, pathlib
+import django
+django.setup()
+from django.db import transaction
+import airlock
+from airlock.outbox.django import DjangoOutboxScope
+from outbox_support import record
+label, inserted, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+with transaction.atomic():
+    inserted.with_suffix(".ready").touch()  # set up, about to insert
+    with airlock.scope(_cls=DjangoOutboxScope):
+        airlock.enqueue(record, 0, label=label, _dispatch_options={"outbox_ordering_key": "customer:1"})
+    inserted.touch()  # the row is inserted (and, with the key lock, the key is held)
+    while not go.exists():
+        time.sleep(0.02)
+print(time.monotonic_ns(), flush=True)  # committed
+"""
+
+
+def test_ordering_key_follows_commit_order_across_django_processes(
+    django_db_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from django_outbox_procs import env_for
+    from outbox_helpers import HERE, PYTHON
+
+    def writer(label: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [PYTHON, "-c", WRITER, label, str(tmp_path / f"{label}.inserted"), str(tmp_path / f"{label}.go")],
+            env=env_for(django_db_url), cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    a = writer("A")
+    try:
+        wait_for((tmp_path / "A.inserted").exists, "A's insert")
+        (tmp_path / "B.go").touch()  # B will commit as soon as it has inserted, before A
+        b = writer("B")
+        wait_for((tmp_path / "B.ready").exists, "B to be about to insert")
+        try:
+            b.wait(timeout=1.5)  # without the key lock, B would have inserted and committed by now
+        except subprocess.TimeoutExpired:
+            pass
+        assert not (tmp_path / "B.inserted").exists()  # blocked on the key's lock, behind A
+        (tmp_path / "A.go").touch()
+        a_out, a_err = a.communicate(timeout=60)
+        b_out, b_err = b.communicate(timeout=60)
+    finally:
+        for proc in (a, locals().get("b")):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert a.returncode == 0 and b.returncode == 0, a_err + b_err
+    commit_order = [label for _, label in sorted([(int(a_out), "A"), (int(b_out), "B")])]
+    assert commit_order == ["A", "B"]  # B waited on the key's lock until A committed
+    relay = start_relay(django_db_url, tmp_path, 0, "--until-idle", "--executor", "outbox_support.log_label")
+    assert relay.wait(timeout=60) == 0
+    assert (tmp_path / "labels.log").read_text().split() == commit_order
