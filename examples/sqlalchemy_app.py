@@ -3,8 +3,8 @@
 Run it:  python examples/sqlalchemy_app.py   (uses SQLite files in a temp directory)
 
 The receipt for an order is enqueued next to the INSERT; it is sent only once
-the transaction has committed, never for an order that was rolled back, and
-never for work done inside a savepoint that rolled back.
+the transaction it was made in has committed, never for an order that was
+rolled back, and never for work done inside a savepoint that rolled back.
 """
 
 from __future__ import annotations
@@ -75,6 +75,16 @@ def main(url: str) -> dict[str, list[str]]:
                 place_order(session, "unicorn")
         except OutOfStock:
             pass
+    # A script: the receipt is enqueued before any transaction (tied to the next
+    # one, which commit() begins), then an attribute is read after the commit
+    # (a refresh: a new read transaction, closed without commit at the end).
+    with Session(engine) as session:
+        with airlock.scope(_cls=SQLAlchemyScope, session=session):
+            scone = Order(item="scone")
+            session.add(scone)
+            airlock.enqueue(send_receipt, "scone")
+            session.commit()
+            assert scone.id is not None
         orders = list(session.scalars(select(Order.item).order_by(Order.id)))
     engine.dispose()
     return {"orders": orders, "sent": list(SENT)}

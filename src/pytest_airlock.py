@@ -21,7 +21,9 @@ POLICY_HELP = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("airlock", "airlock side-effect control")
-    group.addoption("--airlock-policy", dest="airlock_policy", default=None, metavar="POLICY", help=POLICY_HELP)
+    group.addoption(
+        "--airlock-policy", dest="airlock_policy", default=None, metavar="POLICY", help=POLICY_HELP
+    )
     parser.addini("airlock_policy", POLICY_HELP, default="")
 
 

@@ -8,10 +8,11 @@ It gives tests three ways to put their side effects under control:
 * the ``@pytest.mark.airlock(policy=...)`` marker: the test runs inside a
   scope with that policy (``policy=None`` opts the test out of any scope);
 * the ``--airlock-policy`` option (declared by the ``pytest_airlock`` entry
-  point module, which registers this module when pytest configures) / ``airlock_policy`` ini setting: every test
-  that neither uses the fixture nor carries the marker runs under that policy
-  (``assert-no-effects``, ``drop-all``, ``allow-all``, ``none`` or a dotted path to a
-  policy class, factory or instance).
+  point module, which registers this module when pytest configures) /
+  ``airlock_policy`` ini setting: every test that neither uses the fixture nor
+  carries the marker runs under that policy (``assert-no-effects``,
+  ``drop-all``, ``allow-all``, ``none`` or a dotted path to a policy class,
+  factory or instance).
 
 The scope is an ordinary ``airlock.scope()``, so the configured scope class is
 used (``DjangoScope`` once the Django integration has configured airlock), and
@@ -21,9 +22,10 @@ listing what was enqueued.
 
 The plugin never passes a test it should fail:
 
-* the scope ends through ``Scope.end()`` (the one end-of-life path) and
-  flushes only when the test itself passed: a failed, skipped, xfailed or
-  xpassed test dispatches nothing;
+* the scope ends through ``Scope.end()`` (the one end-of-life path; for an
+  async test, the same steps with an asynchronous flush) and flushes only when
+  the test itself passed: a failed, skipped, xfailed or xpassed test
+  dispatches nothing;
 * under ``assert-no-effects`` (by name, or an ``AssertNoEffects()`` instance),
   a ``PolicyViolation`` that the code under test caught and swallowed still
   fails the test. A violation the test function handles itself (``with
@@ -37,7 +39,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from types import CodeType
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -92,9 +94,12 @@ _reported_key = pytest.StashKey[int]()
 
 def _check_policy(policy: object, where: str) -> None:
     if isinstance(policy, type):
-        raise TypeError(f"{where} needs a policy instance, got the class {policy.__name__}; write {policy.__name__}()")
+        raise TypeError(
+            f"{where} needs a policy instance, got the class {policy.__name__}; write {policy.__name__}()"
+        )
     if not (callable(getattr(policy, "on_enqueue", None)) and callable(getattr(policy, "allows", None))):
         raise TypeError(f"{where} needs a policy (an object with on_enqueue() and allows()), got {policy!r}")
+
 
 # pytest-django's fixtures that open the test's database (transaction); when a
 # test uses one, the airlock scope is entered after it.
@@ -188,7 +193,9 @@ def _marker_settings(item: pytest.Item) -> tuple[object, dict[str, Any]] | None:
         return None
     kwargs = dict(marker.kwargs)
     if len(marker.args) > 1:
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.airlock takes at most one positional argument (the policy)")
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.airlock takes at most one positional argument (the policy)"
+        )
     if marker.args:
         if "policy" in kwargs:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.airlock got the policy twice")
@@ -215,7 +222,9 @@ def _drive(coro: Coroutine[Any, Any, Scope]) -> Scope:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     coro.close()
-    raise RuntimeError("airlock: the scope's aenter() suspended; use 'async with airlock.scope()' in the test")
+    raise RuntimeError(
+        "airlock: the scope's aenter() suspended; use 'async with airlock.scope()' in the test"
+    )
 
 
 def _run_scope(
@@ -286,10 +295,11 @@ def _test_codes(item: pytest.Item) -> set[CodeType]:
 
 
 def _handled_by_the_test(violation: BaseException, test_codes: set[CodeType]) -> bool:
-    # An exception's traceback starts at the frame that caught it: the test
-    # function (``with pytest.raises(...)``, ``try``/``except`` in the test),
-    # or pytest itself (``pytest.raises(E, func)``) means the test dealt with
-    # it; any other frame means the code under test swallowed it.
+    # An exception's traceback starts at the frame that caught it. The test
+    # function itself (``with pytest.raises(...)``, ``try``/``except`` in its
+    # body) or pytest (``pytest.raises(E, func)``) means the test dealt with
+    # it; any other frame, even a helper defined in the test module, means
+    # code the test called swallowed it.
     tb = violation.__traceback__
     if tb is None:
         return False
@@ -315,8 +325,8 @@ def _raise_swallowed(item: pytest.Item, test_scope: Scope | None = None) -> None
     raise PolicyViolation(
         f"{len(swallowed)} side effect(s) were attempted under assert-no-effects and the PolicyViolation "
         f"was caught by the code under test, which went on as if nothing had happened:\n{listing}\n"
-        "The test fails anyway. (A test that expects the violation checks it itself, "
-        "e.g. 'with pytest.raises(airlock.PolicyViolation):' in the test function.)"
+        "The test fails anyway. (A test that expects the violation checks it in the test function "
+        "itself, e.g. 'with pytest.raises(airlock.PolicyViolation):'.)"
     ) from swallowed[0]
 
 
@@ -365,6 +375,14 @@ def _airlock_policy_scope(request: pytest.FixtureRequest) -> Generator[None, Non
         yield
 
 
+T = TypeVar("T")
+
+
+def _forget(item: pytest.Item, key: pytest.StashKey[T]) -> None:
+    if key in item.stash:
+        del item.stash[key]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
@@ -388,4 +406,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 + describe_intents(test_scope.intents),
             )
         )
+    if report.when == "teardown":
+        # Items live as long as the session: do not keep the test's scope (its
+        # intents, their arguments, the violations' tracebacks) alive with them.
+        _forget(item, _scope_key)
+        _forget(item, _call_key)
+        _forget(item, _error_key)
+        _forget(item, _reported_key)
     return report

@@ -154,7 +154,9 @@ def _intents_of(source: IntentSource, where: str) -> list[Intent]:
     intents = list(source)
     for item in intents:
         if not isinstance(item, Intent):
-            raise TypeError(f"{where}() was given {item!r} among the intents; expected airlock.Intent objects")
+            raise TypeError(
+                f"{where}() was given {item!r} among the intents; expected airlock.Intent objects"
+            )
     return intents
 
 
@@ -173,9 +175,7 @@ def _call_text(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return f"{name}({', '.join(parts)})"
 
 
-def find_intents(
-    source: IntentSource, task: TaskRef, /, *args: Any, **kwargs: Any
-) -> list[Intent]:
+def find_intents(source: IntentSource, task: TaskRef, /, *args: Any, **kwargs: Any) -> list[Intent]:
     """The intents in ``source`` for ``task`` (a task object or an intent name).
 
     With no ``args``/``kwargs`` every intent of that task matches; otherwise
@@ -188,7 +188,9 @@ def find_intents(
     return _matching(intents, task, args, kwargs)
 
 
-def _matching(intents: list[Intent], task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Intent]:
+def _matching(
+    intents: list[Intent], task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Intent]:
     any_call = not args and not kwargs
     return [
         intent
@@ -236,11 +238,15 @@ def assert_enqueued(
     if not (isinstance(task, str) or callable(task)):
         raise TypeError(f"assert_enqueued() needs a task or an intent name, got {task!r}")
     if _count is not None and (not isinstance(_count, int) or isinstance(_count, bool) or _count < 1):
-        raise ValueError(f"assert_enqueued(_count=...) must be a positive int, got {_count!r}; "
-                         "use assert_not_enqueued() to check for zero")
+        raise ValueError(
+            f"assert_enqueued(_count=...) must be a positive int, got {_count!r}; "
+            "use assert_not_enqueued() to check for zero"
+        )
     intents = _intents_of(source, "assert_enqueued")
     found = _matching(intents, task, args, kwargs)
-    expected = _call_text(_describe_task(task), args, kwargs) if args or kwargs else f"{_describe_task(task)}(...)"
+    expected = (
+        _call_text(_describe_task(task), args, kwargs) if args or kwargs else f"{_describe_task(task)}(...)"
+    )
     if not found:
         raise AssertionError(
             f"{expected} was not enqueued; {len(intents)} intent(s) were:\n"

@@ -69,7 +69,9 @@ def test_dramatiq_actor_and_its_subclass_are_sent() -> None:
     def notify(order_id: int) -> None:
         return None
 
-    traced = dramatiq.actor(notify.fn, broker=broker, actor_class=TracedActor, actor_name="traced", queue_name="mail")
+    traced = dramatiq.actor(
+        notify.fn, broker=broker, actor_class=TracedActor, actor_name="traced", queue_name="mail"
+    )
     airlock.configure(executor=dramatiq_executor)
     with airlock.scope():
         airlock.enqueue(notify, 1)

@@ -143,7 +143,9 @@ def test_the_suite_wide_policy_does_not_break_explicit_scopes(pytester: pytest.P
     )
     result = pytester.runpytest("-p", "no:randomly", "--airlock-policy=assert-no-effects")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["E *PolicyViolation: *notify_warehouse*", "FAILED *::test_unplanned_effect_is_caught*"])
+    result.stdout.fnmatch_lines(
+        ["E *PolicyViolation: *notify_warehouse*", "FAILED *::test_unplanned_effect_is_caught*"]
+    )
 
 
 def test_a_projects_own_airlock_scope_fixture_wins(pytester: pytest.Pytester) -> None:
@@ -172,3 +174,44 @@ def test_a_projects_own_airlock_scope_fixture_wins(pytester: pytest.Pytester) ->
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+SCOPE_SHAPES = {
+    "kwargs-only": ("def __init__(self, **kwargs):", "super().__init__(**kwargs)"),
+    "policy-and-executor": (
+        "def __init__(self, policy=None, executor=None):",
+        "super().__init__(policy=policy, executor=executor)",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SCOPE_SHAPES)
+def test_a_configured_custom_scope_class_is_the_test_scope(pytester: pytest.Pytester, shape: str) -> None:
+    # Scope subclasses in the shapes of 0.1's guides, configured at start-up
+    # (where a project's settings do it): the plugin's scopes are of that class.
+    signature, body = SCOPE_SHAPES[shape]
+    pytester.makeconftest(
+        "import airlock\n\n\n"
+        f"class ProjectScope(airlock.Scope):\n    {signature}\n        {body}\n\n\n"
+        "def pytest_configure(config):\n    airlock.configure(scope_cls=ProjectScope)\n"
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        import airlock
+        from conftest import ProjectScope
+        from orders import Order
+
+        def test_fixture(airlock_scope):
+            assert type(airlock_scope) is ProjectScope
+            Order().process()
+            assert len(airlock_scope.intents) == 2
+
+        @pytest.mark.airlock(policy="assert-no-effects")
+        def test_marker():
+            assert type(airlock.get_current_scope()) is ProjectScope
+            with pytest.raises(airlock.PolicyViolation, match="Unexpected side effect"):
+                Order().process()
+        """
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)

@@ -1,4 +1,9 @@
-"""A real Celery app, broker queue and in-process worker for the executor and Celery tests."""
+"""A real Celery app, broker queue and in-process worker for the executor and Celery tests.
+
+Everything lives in the Redis database named by ``AIRLOCK_TEST_REDIS_URL``
+(and RabbitMQ at ``AIRLOCK_TEST_AMQP_URL``) under a random per-test prefix,
+and is deleted after: nothing else in that database is touched.
+"""
 
 from __future__ import annotations
 
@@ -67,15 +72,15 @@ class CeleryEnv:
 
 
 @contextmanager
-def celery_env_on(broker_kind: str, results_redis: redis.Redis) -> Iterator[CeleryEnv]:
-    """A fresh app on ``broker_kind`` ("redis": DB 1, or "amqp") with an ``airlock_exec.record`` task.
+def celery_env_on(broker_kind: str, results_redis: redis.Redis, task_cls: str | None = None) -> Iterator[CeleryEnv]:
+    """A fresh app on ``broker_kind`` ("redis" or "amqp") with an ``airlock_exec.record`` task.
 
     ``record`` appends what it ran with to a Redis list the test reads back.
-    Queues are named ``airlock-exec-<random>``; RabbitMQ ones are deleted after.
+    Queues are named ``airlock-exec-<random>``; they and the results are deleted after.
     """
     broker = redis_url_for_db(CELERY_DB) if broker_kind == "redis" else require_service("amqp")
     prefix = f"airlock-exec-{uuid.uuid4().hex[:10]}"
-    app = Celery("airlock_exec_tests", broker=broker, set_as_current=False)
+    app = Celery("airlock_exec_tests", broker=broker, set_as_current=False, task_cls=task_cls)
     app.conf.update(
         task_default_queue=prefix,
         task_ignore_result=True,
@@ -105,8 +110,10 @@ def celery_env_on(broker_kind: str, results_redis: redis.Redis) -> Iterator[Cele
     try:
         yield env
     finally:
-        if broker_kind == "amqp":
-            with app.connection_for_write() as conn:
-                for name in (prefix, f"{prefix}-other"):
-                    conn.default_channel.queue_delete(queue=name)
+        with app.connection_for_write() as conn:
+            for name in (prefix, f"{prefix}-other"):
+                conn.default_channel.queue_delete(queue=name)
+        for pattern in (f"{prefix}*", f"_kombu.binding.{prefix}*", f"_kombu.binding_permanent.{prefix}*"):
+            for key in results_redis.scan_iter(pattern):
+                results_redis.delete(key)
         app.close()

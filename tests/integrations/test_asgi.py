@@ -100,6 +100,11 @@ class RecordingScope(ASGIScope):
         return dropped
 
 
+def request_outcomes() -> list[tuple[str, str]]:
+    """The request scopes' outcomes (not those of the scopes for work after the response)."""
+    return [outcome for outcome in OUTCOMES if not outcome[0].endswith("(background)")]
+
+
 def tags(kind: str | None = None) -> list[str]:
     return [tag for tag, k, _ in EFFECTS if kind is None or k == kind]
 
@@ -154,6 +159,10 @@ def build_starlette() -> Starlette:
         airlock.enqueue(sync_effect, request.path_params["tag"])
         return PlainTextResponse("broken", status_code=500)
 
+    async def gone(request: Request) -> Response:
+        airlock.enqueue(sync_effect, request.path_params["tag"])
+        return PlainTextResponse("gone", status_code=404)  # returned, not raised
+
     async def boom(request: Request) -> Response:
         airlock.enqueue(sync_effect, request.path_params["tag"])
         raise RuntimeError("boom")
@@ -202,6 +211,7 @@ def build_starlette() -> Starlette:
             Route("/redirect/{tag}", redirect),
             Route("/notfound/{tag}", not_found),
             Route("/error/{tag}", server_error),
+            Route("/gone/{tag}", gone),
             Route("/raise/{tag}", boom),
             Route("/stream/{tag}", stream),
             Route("/hang/{tag}", hang),
@@ -242,6 +252,11 @@ def build_fastapi() -> FastAPI:
     async def server_error(tag: str) -> Response:
         airlock.enqueue(sync_effect, tag)
         return PlainTextResponse("broken", status_code=500)
+
+    @app.get("/gone/{tag}")
+    async def gone(tag: str) -> Response:
+        airlock.enqueue(sync_effect, tag)
+        return PlainTextResponse("gone", status_code=404)  # returned, not raised
 
     @app.get("/raise/{tag}")
     async def boom(tag: str) -> None:
@@ -339,7 +354,7 @@ def test_ok_response_flushes_sync_and_async_tasks(app: Any) -> None:
     assert response.status_code == 200
     assert response.json()["intents"] == ["sync_effect('a')", "async_effect('a')"]
     assert [(tag, kind) for tag, kind, _ in EFFECTS] == [("a", "sync"), ("a", "async")]
-    assert OUTCOMES == [("GET /ok/a", "flushed")]
+    assert request_outcomes() == [("GET /ok/a", "flushed")]
 
 
 def test_sync_tasks_run_off_the_event_loop_and_async_tasks_on_it(app: Any) -> None:
@@ -364,23 +379,23 @@ def test_status_decides(app: Any, path: str, status: int) -> None:
     assert response.status_code == status
     if status < 400:
         assert tags() == [path.rsplit("/", 1)[1]]
-        assert OUTCOMES == [(f"GET {path}", "flushed")]
+        assert request_outcomes() == [(f"GET {path}", "flushed")]
     else:
         assert EFFECTS == []
-        assert OUTCOMES == [(f"GET {path}", "discarded")]
+        assert request_outcomes() == [(f"GET {path}", "discarded")]
 
 
 def test_unrouted_404_discards(app: Any) -> None:
     (response,) = run(get(app, "/no/such/route"))
     assert response.status_code == 404
-    assert OUTCOMES == [("GET /no/such/route", "discarded")]
+    assert request_outcomes() == [("GET /no/such/route", "discarded")]
 
 
 def test_raised_exception_discards_and_propagates(app: Any) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         run(get(app, "/raise/x"))
     assert EFFECTS == []
-    assert OUTCOMES == [("GET /raise/x", "discarded")]
+    assert request_outcomes() == [("GET /raise/x", "discarded")]
 
 
 def test_raised_exception_becomes_500_and_discards(app: Any) -> None:
@@ -405,7 +420,7 @@ def test_sync_endpoint_in_the_threadpool_enqueues_into_the_request_scope(app: An
     assert tags().count("t") == 1
 
 
-def test_starlette_background_task_enqueues_into_the_request_scope() -> None:
+def test_starlette_background_task_enqueues_into_its_own_scope() -> None:
     from starlette.background import BackgroundTask
 
     def after_response(tag: str) -> None:
@@ -419,7 +434,8 @@ def test_starlette_background_task_enqueues_into_the_request_scope() -> None:
     (response,) = run(get(record_sent(app), "/bg"))
     assert response.text == "done"
     assert [(tag, kind) for tag, kind, _ in EFFECTS] == [("bg", "final-sent=True")]
-    assert OUTCOMES == [("GET /bg", "flushed")]
+    assert request_outcomes() == [("GET /bg", "flushed")]
+    assert ("GET /bg (background)", "flushed") in OUTCOMES
 
 
 def test_handlers_see_the_scope_in_asgi_scope_and_state(app: Any) -> None:
@@ -443,8 +459,8 @@ def test_should_flush_replaces_the_status_rule(framework: str) -> None:
         return status < 500
 
     app.add_middleware(AirlockMiddleware, should_flush=flush_unless_5xx)
-    run(get(app, "/notfound/n", "/error/e"))
-    assert sorted(seen) == [404, 500]
+    run(get(app, "/gone/n", "/error/e", "/notfound/r"))
+    assert sorted(seen) == [404, 500]  # not asked for the raised HTTPException: a raising view discards
     assert tags() == ["n"]
 
 
@@ -458,7 +474,7 @@ def test_should_flush_that_raises_discards(framework: str) -> None:
     with pytest.raises(ValueError, match="broken rule"):
         run(get(app, "/ok/x"))
     assert EFFECTS == []
-    assert OUTCOMES == [("GET /ok/x", "discarded")]
+    assert request_outcomes() == [("GET /ok/x", "discarded")]
 
 
 def test_scope_kwargs_reach_the_request_scope(framework: str) -> None:
@@ -525,7 +541,7 @@ def test_websocket_passes_through_without_a_scope(app: Any) -> None:
     sent = run(drive())
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert json.loads(sent[1]["text"]) == {"airlock_in_scope": False, "current": "None"}
-    assert OUTCOMES == []
+    assert request_outcomes() == []
 
 
 def test_lifespan_passes_through_without_a_scope() -> None:
@@ -599,7 +615,7 @@ def test_client_disconnect_mid_stream_discards(app: Any) -> None:
     sent = run(drive())
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert EFFECTS == []
-    assert OUTCOMES == [("GET /hang/d", "discarded")]
+    assert request_outcomes() == [("GET /hang/d", "discarded")]
 
 
 def test_client_disconnect_reported_by_send_discards_and_propagates(app: Any) -> None:
@@ -618,7 +634,7 @@ def test_client_disconnect_reported_by_send_discards_and_propagates(app: Any) ->
     with pytest.raises((ClientDisconnect, OSError)):
         run(drive())
     assert EFFECTS == []
-    assert OUTCOMES == [("GET /stream/d", "discarded")]
+    assert request_outcomes() == [("GET /stream/d", "discarded")]
 
 
 def test_app_that_returns_without_completing_the_response_discards() -> None:
@@ -638,7 +654,7 @@ def test_app_that_returns_without_completing_the_response_discards() -> None:
 
     run(drive())
     assert EFFECTS == []
-    assert OUTCOMES == [("GET /half", "discarded")]
+    assert request_outcomes() == [("GET /half", "discarded")]
 
 
 def test_async_executor_is_awaited_on_the_loop() -> None:
@@ -723,7 +739,7 @@ def test_many_concurrent_requests_each_run_only_their_own_effects_once(framework
         else:
             assert response.status_code == 404
     assert Counter((tag, kind) for tag, kind, _ in EFFECTS) == expected
-    assert len(OUTCOMES) == n
+    assert len(request_outcomes()) == n
 
 
 # -- the example apps --------------------------------------------------------------------------
@@ -800,9 +816,11 @@ def serve(app: Any) -> Iterator[int]:
 def wait_for_outcomes(count: int) -> None:
     """The server answers before it flushes: wait until ``count`` request scopes have ended."""
     deadline = time.monotonic() + 30
-    while len(OUTCOMES) < count:
+    while len(request_outcomes()) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(OUTCOMES)} of {count} request scopes ended: {OUTCOMES}")
+            raise AssertionError(
+                f"only {len(request_outcomes())} of {count} request scopes ended: {OUTCOMES}"
+            )
         time.sleep(0.01)
 
 
@@ -823,7 +841,7 @@ def test_under_uvicorn_statuses_exceptions_streaming_and_endpoints(server_port: 
         assert client.get("/raise/f").status_code == 500
         assert client.get("/stream/g").text == "chunk0;chunk1;chunk2;"
     wait_for_outcomes(7)
-    assert dict(OUTCOMES) == {
+    assert dict(request_outcomes()) == {
         "GET /ok/a": "flushed",
         "GET /sync/b": "flushed",
         "GET /redirect/c": "flushed",
@@ -845,7 +863,7 @@ def test_under_uvicorn_client_closing_mid_stream_discards(server_port: int) -> N
             received += chunk
     # the client has hung up mid-stream; the server notices and the app stops
     wait_for_outcomes(1)
-    assert OUTCOMES == [("GET /hang/gone", "discarded")]
+    assert request_outcomes() == [("GET /hang/gone", "discarded")]
     assert EFFECTS == []
 
 

@@ -83,6 +83,11 @@ def add_routes(app: Flask) -> None:
         airlock.enqueue(effect, tag)
         return "broken", 500
 
+    @app.get("/gone/<tag>")
+    def gone(tag: str) -> Any:
+        airlock.enqueue(effect, tag)
+        return "gone", 404  # returned, not raised
+
     @app.get("/raise/<tag>")
     def boom(tag: str) -> Any:
         airlock.enqueue(effect, tag)
@@ -216,8 +221,9 @@ def test_should_flush_replaces_the_status_rule() -> None:
         return response.status_code < 500
 
     client = build_app(should_flush=flush_unless_5xx).test_client()
-    client.get("/notfound/n")
+    client.get("/gone/n")
     client.get("/error/e")
+    client.get("/notfound/r")  # abort(404) raises: discarded without asking
     assert seen == [404, 500]
     assert EFFECTS == ["n"]
 
@@ -341,6 +347,53 @@ def test_concurrent_requests_in_threads_each_run_only_their_own_effects_once() -
     assert Counter(EFFECTS) == expected
 
 
+class OutOfStock(Exception):
+    pass
+
+
+def build_handled_app() -> Flask:
+    app = build_app()
+
+    @app.errorhandler(OutOfStock)
+    def out_of_stock(error: OutOfStock) -> tuple[dict[str, str], int]:
+        return {"handled": str(error)}, 200
+
+    @app.errorhandler(404)
+    def friendly_not_found(error: Exception) -> tuple[str, int]:
+        return "nothing here, but fine", 200
+
+    @app.get("/sold-out/<tag>")
+    def sold_out(tag: str) -> Any:
+        airlock.enqueue(effect, tag)
+        raise OutOfStock(tag)
+
+    @app.get("/async-sold-out/<tag>")
+    async def async_sold_out(tag: str) -> Any:
+        airlock.enqueue(effect, tag)
+        await asyncio.sleep(0)
+        raise OutOfStock(tag)
+
+    return app
+
+
+def test_view_that_raised_discards_even_when_an_errorhandler_answers_200() -> None:
+    client = build_handled_app().test_client()
+    sold_out = client.get("/sold-out/s")
+    async_sold_out = client.get("/async-sold-out/a")
+    aborted = client.get("/notfound/n")  # abort(404), turned into a 200 by the 404 handler
+    fine = client.get("/ok/f")
+    assert [r.status_code for r in (sold_out, async_sold_out, aborted, fine)] == [200, 200, 200, 200]
+    assert sold_out.json == {"handled": "s"}
+    assert EFFECTS == ["f"]
+
+
+def test_raised_flag_does_not_leak_into_the_next_request() -> None:
+    client = build_handled_app().test_client()
+    client.get("/sold-out/s")
+    client.get("/ok/after")
+    assert EFFECTS == ["after"]
+
+
 def test_flask_example() -> None:
     example = load_example("flask_app")
     client = example.create_app().test_client()
@@ -356,3 +409,21 @@ def test_flask_example() -> None:
     )
     assert created.json["pending"] == ["send_receipt(1)"]
     assert client.get("/sent").json == ["receipt for order 1", "courier booked for order 1"]
+
+
+class KeywordsOnlyScope(airlock.Scope):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+
+class NoOriginScope(airlock.Scope):
+    def __init__(self, *, policy: Any = None) -> None:  # an explicit signature without origin/executor
+        super().__init__(policy=policy)
+
+
+@pytest.mark.parametrize("cls", [KeywordsOnlyScope, NoOriginScope])
+def test_request_scopes_are_built_with_keywords_the_class_accepts(cls: type[airlock.Scope]) -> None:
+    client = build_app(_cls=cls, policy=airlock.LogOnFlush()).test_client()
+    response = client.get("/ok/k")
+    assert response.json["origin"] == "GET /ok/k"
+    assert EFFECTS == ["k"]

@@ -224,11 +224,14 @@ def test_whole_transaction_rolled_back_voids_intents_flushed_later_elsewhere(ses
     assert EFFECTS == []
 
 
-def test_outside_a_transaction_dispatches_at_once(session: Session) -> None:
+def test_outside_a_transaction_the_intent_waits_for_the_next_one(engine: Engine, session: Session) -> None:
     assert not session.in_transaction()
     with airlock.scope(_cls=SQLAlchemyScope, session=session):
-        airlock.enqueue(record, "now")
-    assert EFFECTS == ["now"]
+        airlock.enqueue(record_visible, engine, "tea")
+        session.add(Order(item="tea"))  # pending: no transaction yet
+    assert EFFECTS == []  # the data it speaks of is not written yet
+    session.commit()  # begins the transaction the intent was tied to, and commits it
+    assert EFFECTS == [("tea", True)]
 
 
 def test_autobegun_transaction_is_waited_for(engine: Engine, session: Session) -> None:
@@ -457,6 +460,9 @@ def test_async_scope_enclosing_the_transaction_and_outside_any(backend: dict[str
         async with async_engine(backend["async"]) as engine, AsyncSession(engine) as session:
             async with airlock.scope(_cls=AsyncSQLAlchemyScope, session=session):
                 airlock.enqueue(record_async, "no-transaction")
+            assert EFFECTS == []  # tied to the next transaction begun on the session
+            async with session.begin():
+                pass
             assert EFFECTS == ["no-transaction"]
 
             async with airlock.scope(_cls=AsyncSQLAlchemyScope, session=session):
@@ -536,8 +542,8 @@ def test_sqlalchemy_example(tmp_path: Path) -> None:
     example = load_example("sqlalchemy_app")
     result = example.main(f"sqlite:///{tmp_path / 'shop.db'}")
     assert result == {
-        "orders": ["tea"],
-        "sent": ["receipt for tea"],
+        "orders": ["tea", "scone"],
+        "sent": ["receipt for tea", "receipt for scone"],
     }
     assert asyncio.run(example.amain(f"sqlite+aiosqlite:///{tmp_path / 'ashop.db'}")) == {
         "orders": ["coffee"],

@@ -306,3 +306,24 @@ def test_send_task_is_reported_on_any_app() -> None:
             celery_app.send_task(name)
         """
     ) == [4, 6]
+
+
+def test_a_receiver_without_a_name_is_shown_as_an_expression() -> None:
+    (finding,) = check_source("(primary or fallback).apply_async((1,))\n")
+    assert finding.text == (
+        "AIR001 direct (...).apply_async() bypasses airlock; "
+        "use airlock.enqueue(task, ..., _dispatch_options={...})"
+    )
+
+
+def test_a_pools_apply_async_is_not_a_task() -> None:
+    assert check(
+        """
+        def run(pool, self_like):
+            pool.apply_async(work, (1,))
+            self_like._pool.apply_async(work)
+            thread_pool.apply_async(work)
+            pool.delay(1)                    # a pool has no delay(): still reported
+            pooled_task.apply_async((1,))    # "pool" must end the name
+        """
+    ) == [6, 7]

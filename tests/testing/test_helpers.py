@@ -130,8 +130,11 @@ def test_assert_enqueued_failure_is_a_diff_of_what_was_there() -> None:
 def test_assert_enqueued_failure_when_nothing_was_enqueued() -> None:
     with capture() as intents:
         pass
-    with pytest.raises(AssertionError, match=r"(?s)send_email\(\.\.\.\) was not enqueued; 0 intent.*"
-                       r"\+ \(nothing was enqueued\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"(?s)send_email\(\.\.\.\) was not enqueued; 0 intent.*"
+        r"\+ \(nothing was enqueued\)",
+    ):
         assert_enqueued(intents, send_email)
 
 
@@ -152,7 +155,10 @@ def test_assert_not_enqueued() -> None:
     assert_not_enqueued(intents, send_email, 2)
     with pytest.raises(AssertionError) as info:
         assert_not_enqueued(intents, "send_email")
-    assert str(info.value) == "send_email was enqueued 1 time(s) (#1 send_email(1)); all intents:\n  #1 send_email(1)"
+    assert (
+        str(info.value)
+        == "send_email was enqueued 1 time(s) (#1 send_email(1)); all intents:\n  #1 send_email(1)"
+    )
 
 
 def test_find_intents_and_describe() -> None:

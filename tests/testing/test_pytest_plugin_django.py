@@ -77,7 +77,9 @@ def test_request_scopes_nest_in_the_test_scope(airlock_scope: airlock.Scope, cli
 
 
 @pytest.mark.django_db
-def test_savepoint_rollbacks_are_visible_through_the_test_scope(airlock_scope: airlock.Scope, client: Client) -> None:
+def test_savepoint_rollbacks_are_visible_through_the_test_scope(
+    airlock_scope: airlock.Scope, client: Client
+) -> None:
     client.get("/savepoint/")
     assert [i.args[0] for i in airlock_scope.intents] == ["before", "in-kept-savepoint"]
 

@@ -7,7 +7,12 @@ hooks into Flask's request cycle:
 * ``after_request`` notes the response the app produced;
 * ``teardown_request`` closes the scope: it flushes when the request ended
   without an exception and the response status is below 400 (or
-  ``should_flush(response)`` says so), and discards otherwise.
+  ``should_flush(response)`` says so), and discards otherwise;
+* a view that raised discards even when an ``errorhandler`` turned the
+  exception into a successful response (docs/integrations/raised-views.md).
+  Flask routes every exception a view raises through
+  ``app.handle_user_exception``; the extension wraps that method on the app
+  it is initialised on (as Flask-RESTful does) to note that it happened.
 
 The scope is synchronous (Flask requests are), so tasks run in the request's
 thread when it flushes. Async views (``flask[async]``) run in an event loop of
@@ -19,6 +24,7 @@ could never await it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +34,7 @@ with requires("flask"):
     from flask import Flask, Response, g, request
 
 import airlock
+from airlock._scope import build_scope
 
 __all__ = ["Airlock"]
 
@@ -35,13 +42,15 @@ ShouldFlush = Callable[[Response], bool]
 
 _SCOPE = "airlock_scope"
 _RESPONSE = "_airlock_response"
+_RAISED = "_airlock_view_raised"
 
 
 class Airlock:
     """Flask extension: every request runs in its own airlock scope.
 
     ``should_flush(response) -> bool`` replaces the default "status < 400"
-    rule; it is asked only when the request ended without an exception.
+    rule; it is asked only when the request ended without an exception and
+    the view did not raise.
     Other keyword arguments go to :func:`airlock.scope` for every request
     (``policy=``, ``executor=``, ``_cls=``). Handlers find the scope at
     ``flask.g.airlock_scope``; its ``origin`` is ``"METHOD /path"``.
@@ -76,12 +85,20 @@ class Airlock:
         app.before_request(self._open)
         app.after_request(self._note_response)
         app.teardown_request(self._close)
+        handle_user_exception = app.handle_user_exception
+
+        @functools.wraps(handle_user_exception)
+        def note_raised_then_handle(e: Exception) -> Any:
+            g.setdefault(_RAISED, True)
+            return handle_user_exception(e)
+
+        app.handle_user_exception = note_raised_then_handle  # type: ignore[method-assign]
 
     def _new_scope(self, origin: str) -> airlock.Scope:
         kwargs = dict(self.scope_kwargs)
         policy = kwargs.pop("policy", None)
-        kwargs.setdefault("origin", origin)
-        return airlock.scope(policy, **kwargs)
+        cls = kwargs.pop("_cls", None)
+        return build_scope(cls, policy, origin=kwargs.pop("origin", origin), **kwargs)
 
     def _open(self) -> None:
         scope = self._new_scope(f"{request.method} {request.path}")
@@ -97,18 +114,15 @@ class Airlock:
         # that run after this one.
         scope: airlock.Scope | None = g.get(_SCOPE)
         response: Response | None = g.pop(_RESPONSE, None)
+        raised = g.pop(_RAISED, False)
         if scope is None or not scope.is_active:
             return  # an earlier before_request hook answered before ours ran
-        scope.exit()
         try:
-            flush = error is None and response is not None and self._flushes(response)
+            flush = error is None and not raised and response is not None and self._flushes(response)
         except BaseException:
-            scope.discard()  # should_flush raised: nothing may escape
+            scope.end(flush=False)  # should_flush raised: nothing may escape
             raise
-        if flush:
-            scope.flush()
-        else:
-            scope.discard()
+        scope.end(error, flush=flush)
 
     def _flushes(self, response: Response) -> bool:
         if self.should_flush is None:

@@ -10,7 +10,8 @@ The checker reads one module's AST (never strings or comments) and reports:
   itself, a literal, or a name bound in the same function or module only to a
   ``CamelCase(...)`` instance (that is not a Celery canvas such as
   ``Signature``) or to a literal, or a parameter annotated with a type whose
-  name does not look like a task, signature or actor;
+  name does not look like a task, signature or actor, or (for ``apply_async``)
+  a name ending in ``pool``: a process or thread pool's own method;
 * ``X.send(...)`` (Dramatiq) and ``X.schedule(...)`` (Huey) only when ``X``
   is known to be a task: a function decorated in the same module with a task
   or actor decorator (``@app.task``, ``@shared_task``, ``@dramatiq.actor``,
@@ -232,6 +233,8 @@ class _Checker(ast.NodeVisitor):
             return self._own_method(receiver, method)
         if _is_plain_instance(receiver):
             return True
+        if method == "apply_async" and _names_a_pool(receiver):
+            return True
         if isinstance(receiver, ast.Name):
             for scope in reversed(self.bindings):
                 if receiver.id in scope:
@@ -240,7 +243,7 @@ class _Checker(ast.NodeVisitor):
 
     def _report(self, func: ast.Attribute, method: str, receiver: ast.expr) -> None:
         dotted = _dotted(receiver)
-        shown, target = (dotted, dotted) if dotted else ("", "task")
+        shown, target = (dotted, dotted) if dotted else ("(...)", "task")
         hint = (
             ", _dispatch_options={...}" if method in ("apply_async", "send_with_options", "schedule") else ""
         )
@@ -268,6 +271,13 @@ class _Checker(ast.NodeVisitor):
         line = func.end_lineno or func.lineno
         col = (func.end_col_offset or 0) - len(method)
         self.found.append(Violation(line, max(col, 0), message))
+
+
+def _names_a_pool(receiver: ast.expr) -> bool:
+    """``pool``, ``self._pool``, ``thread_pool``...: a process or thread pool's own
+    ``apply_async`` (multiprocessing, gevent, billiard), not a task."""
+    dotted = _dotted(receiver)
+    return dotted is not None and dotted.rpartition(".")[2].lower().rstrip("_").endswith("pool")
 
 
 def _is_self(receiver: ast.expr) -> bool:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -146,11 +147,33 @@ def test_pickle_serializer_accepts_what_json_refuses(offline_app: Celery) -> Non
     assert [intent.args for intent in scope.discard()] == [({1, 2},)]
 
 
-def test_unknown_dispatch_option_fails_at_enqueue(offline_app: Celery) -> None:
+def test_any_option_name_passes_and_reaches_apply_async_untouched(offline_app: Celery) -> None:
+    notify = offline_app.tasks["airlock_exec.notify"]
+    options = {"max_retries": 0, "priority": 5, "headers": {"tenant": "a"}, "countdwon": 5}
+    with mock.patch.object(type(notify), "apply_async") as apply_async:
+        with airlock.scope(executor=celery_executor):
+            airlock.enqueue(notify, 1, _dispatch_options=options)
+    apply_async.assert_called_once_with(args=(1,), kwargs={}, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"countdown": "soon"}, r"Celery needs int or float as the 'countdown' dispatch option, got 'soon'"),
+        ({"priority": 1.5}, r"Celery needs int as the 'priority' dispatch option, got 1.5"),
+        ({"headers": ["a"]}, r"Celery needs Mapping as the 'headers' dispatch option"),
+        ({"producer": object()}, r"'producer': it holds a live broker connection"),
+        ({"tenant": object()}, r"dispatch option 'tenant' \(<object.*cannot be serialized by the 'json'"),
+    ],
+    ids=["countdown-str", "priority-float", "headers-list", "producer", "unencodable-property"],
+)
+def test_option_values_celery_would_reject_fail_at_enqueue(
+    offline_app: Celery, options: dict[str, Any], message: str
+) -> None:
     notify = offline_app.tasks["airlock_exec.notify"]
     with airlock.scope(executor=celery_executor) as scope:
-        with pytest.raises(TypeError, match=r"unknown Celery dispatch option 'countdwon' for task notify.*'countdown'"):
-            airlock.enqueue(notify, 1, _dispatch_options={"countdwon": 5})
+        with pytest.raises(TypeError, match=r"cannot enqueue notify.*" + message):
+            airlock.enqueue(notify, 1, _dispatch_options=options)
         assert scope.intents == []
 
 
@@ -166,7 +189,13 @@ def test_plain_callable_is_called_in_process() -> None:
     assert calls == [7]
 
 
-def test_plain_callable_with_dispatch_options_fails_at_enqueue() -> None:
+def test_plain_callable_ignores_dispatch_options() -> None:
+    # As airlock-py 0.1 documented: options only mean something to a broker.
+    calls: list[int] = []
+
+    def remember(value: int) -> None:
+        calls.append(value)
+
     with airlock.scope(executor=celery_executor):
-        with pytest.raises(TypeError, match=r"remember is a plain callable.*countdown"):
-            airlock.enqueue(print, 1, _name="remember", _dispatch_options={"countdown": 1})
+        airlock.enqueue(remember, 1, _dispatch_options={"countdown": 60})
+    assert calls == [1]

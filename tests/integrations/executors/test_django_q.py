@@ -56,7 +56,9 @@ def running_cluster(broker: Broker) -> Iterator[Cluster]:
             signal.signal(sig, handler)
 
 
-def _wait_for_results(client: redis.Redis, key: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+def _wait_for_results(
+    client: redis.Redis, key: str, count: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and client.llen(key) < count:
         time.sleep(0.05)
@@ -123,9 +125,14 @@ def test_options_reach_async_task_untouched(broker: Broker) -> None:
 
 def test_swallowed_keyword_and_unpicklable_option_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_q_executor) as scope:
-        with pytest.raises(TypeError, match=r"record on django-q: its keyword argument\(s\) \['timeout'\] collide"):
+        with pytest.raises(
+            TypeError, match=r"record on django-q: its keyword argument\(s\) \['timeout'\] collide"
+        ):
             airlock.enqueue(record, "k", 1, timeout=5)
-        with pytest.raises(TypeError, match=r"record: its dispatch option 'hook' .* cannot be serialized by the pickle.*lambda"):
+        with pytest.raises(
+            TypeError,
+            match=r"record: its dispatch option 'hook' .* cannot be serialized by the pickle.*lambda",
+        ):
             airlock.enqueue(record, "k", 1, _dispatch_options={"hook": lambda task: None})
         assert scope.intents == []
     # q_options that set the option themselves leave the task's keyword alone.

@@ -10,8 +10,8 @@ due, then returns.
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 from unittest.mock import Mock
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from django_tasks_db.management.commands.db_worker import Worker
@@ -66,7 +66,9 @@ def test_discarded_scope_enqueues_nothing() -> None:
 
 def test_queue_name_routes_to_that_queue() -> None:
     with airlock.scope(executor=django_tasks_executor):
-        airlock.enqueue(record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7})
+        airlock.enqueue(
+            record, "routed", _dispatch_options={"queue_name": "airlock-exec-other", "priority": 7}
+        )
     run_worker("default")
     (row,) = DBTaskResult.objects.all()
     assert (row.queue_name, row.priority, row.status) == ("airlock-exec-other", 7, "READY")
@@ -76,7 +78,7 @@ def test_queue_name_routes_to_that_queue() -> None:
 
 
 def test_run_after_holds_the_task_back() -> None:
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     with airlock.scope(executor=django_tasks_executor):
         airlock.enqueue(record, "later", _dispatch_options={"run_after": later})
     run_worker()
@@ -98,7 +100,9 @@ def test_unserializable_argument_fails_at_enqueue() -> None:
 
 def test_bad_options_fail_at_enqueue() -> None:
     with airlock.scope(executor=django_tasks_executor) as scope:
-        with pytest.raises(TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"):
+        with pytest.raises(
+            TypeError, match=r"record with dispatch options \{'queue': 'x'\}: .*unexpected keyword.*'queue'"
+        ):
             airlock.enqueue(record, 1, _dispatch_options={"queue": "x"})
         with pytest.raises(TypeError, match=r"record with dispatch options .*not-a-queue"):
             airlock.enqueue(record, 1, _dispatch_options={"queue_name": "not-a-queue"})
@@ -146,6 +150,34 @@ def test_a_test_double_receives_the_call_the_task_would() -> None:
     # using() ran twice: once to validate the options at enqueue, once to dispatch.
     task.using.assert_called_with(priority=7, queue_name="mail")
     task.using.return_value.enqueue.assert_called_once_with(2)
+
+
+class TaskProxy:
+    """Forwards every attribute to the task it wraps (what tracing wrappers do)."""
+
+    def __init__(self, task: object) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._task, name)
+
+
+def test_a_proxy_is_enqueued_like_the_task() -> None:
+    with airlock.scope(executor=django_tasks_executor):
+        airlock.enqueue(TaskProxy(record), "proxied", _name="record")  # type: ignore[arg-type]
+        airlock.enqueue(
+            TaskProxy(record),
+            "routed",
+            _name="record",  # type: ignore[arg-type]
+            _dispatch_options={"queue_name": "airlock-exec-other"},
+        )
+    run_worker()
+    run_worker("airlock-exec-other")
+    rows = DBTaskResult.objects.order_by("enqueued_at")
+    assert [(row.queue_name, row.status, row.return_value["value"]) for row in rows] == [
+        ("default", "SUCCESSFUL", "proxied"),
+        ("airlock-exec-other", "SUCCESSFUL", "routed"),
+    ]
 
 
 def test_django_6_runs_on_djangos_own_task_framework() -> None:

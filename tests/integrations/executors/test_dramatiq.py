@@ -43,7 +43,7 @@ class DramatiqEnv:
             time.sleep(0.05)
         return [json.loads(raw) for raw in self.client.lrange(self.results_key, 0, -1)]
 
-    def worker(self) -> "_RunningWorker":
+    def worker(self) -> _RunningWorker:
         return _RunningWorker(self.broker)
 
 
@@ -164,7 +164,10 @@ def _next_message(env: DramatiqEnv) -> Any:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"delay": "10s"}, r"Dramatiq needs milliseconds or a timedelta as the 'delay' dispatch option, got '10s'"),
+        (
+            {"delay": "10s"},
+            r"Dramatiq needs milliseconds or a timedelta as the 'delay' dispatch option, got '10s'",
+        ),
         ({"on_success": print}, r"needs an actor or an actor name as the 'on_success' dispatch option"),
         ({"tenant": object()}, r"record: its dispatch option 'tenant' \(<object .*\) cannot be serialized"),
     ],
@@ -218,8 +221,14 @@ def test_a_proxy_and_a_subclass_are_sent_like_the_actor(env: DramatiqEnv) -> Non
     def audited(value: Any, tag: str = "run") -> None:
         env.record.fn(value, tag)
 
-    sub = AuditedActor(audited, actor_name="airlock_exec.audited", queue_name=env.queue, priority=0,
-                       broker=env.broker, options={})
+    sub = AuditedActor(
+        audited,
+        actor_name="airlock_exec.audited",
+        queue_name=env.queue,
+        priority=0,
+        broker=env.broker,
+        options={},
+    )
     with airlock.scope(executor=dramatiq_executor):
         airlock.enqueue(ActorProxy(env.record), "proxied", _name="record")
         airlock.enqueue(sub, "subclassed")
@@ -232,7 +241,9 @@ def test_a_proxy_and_a_subclass_are_sent_like_the_actor(env: DramatiqEnv) -> Non
 def test_a_test_double_receives_the_call_the_actor_would() -> None:
     actor = Mock(spec=dramatiq.Actor)
     with airlock.scope(executor=dramatiq_executor):
-        airlock.enqueue(actor, 1, _name="notify", to="ada", _dispatch_options={"delay": 500, "tenant": "acme"})
+        airlock.enqueue(
+            actor, 1, _name="notify", to="ada", _dispatch_options={"delay": 500, "tenant": "acme"}
+        )
         actor.send_with_options.assert_not_called()
     actor.send_with_options.assert_called_once_with(args=(1,), kwargs={"to": "ada"}, delay=500, tenant="acme")
     actor.assert_not_called()

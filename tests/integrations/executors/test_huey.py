@@ -105,14 +105,18 @@ def test_delay_option_delays_the_task(env: HueyEnv) -> None:
 
 def test_options_are_carried_by_the_message(env: HueyEnv) -> None:
     with airlock.scope(executor=huey_executor):
-        airlock.enqueue(env.record, 1, _dispatch_options={"retries": 3, "retry_delay": 7, "id": "airlock-exec-id"})
+        airlock.enqueue(
+            env.record, 1, _dispatch_options={"retries": 3, "retry_delay": 7, "id": "airlock-exec-id"}
+        )
     (message,) = env.huey.pending()
     assert (message.retries, message.retry_delay, message.id) == (3, 7, "airlock-exec-id")
 
 
 def test_lambda_argument_fails_at_enqueue(env: HueyEnv) -> None:
     with airlock.scope(executor=huey_executor) as scope:
-        with pytest.raises(TypeError, match=r"record: its keyword argument 'tag' \(<function .*<lambda>.*pickle"):
+        with pytest.raises(
+            TypeError, match=r"record: its keyword argument 'tag' \(<function .*<lambda>.*pickle"
+        ):
             airlock.enqueue(env.record, 1, tag=lambda: None)
         assert scope.intents == []
 
@@ -140,12 +144,24 @@ def test_option_without_a_time_is_carried_by_the_message(env: HueyEnv) -> None:
         ({"eta": "tomorrow"}, r"Huey needs a datetime as the 'eta' dispatch option, got 'tomorrow'"),
         ({"delay": "5s"}, r"Huey needs seconds or a timedelta as the 'delay' dispatch option"),
         ({"delay": 5, "eta": datetime.datetime(2099, 1, 1)}, r"Specify either an eta .* or delay"),
-        ({"priority": 5}, r"record with a 'priority' dispatch option: the storage of .* does not support priorities"),
+        (
+            {"priority": 5},
+            r"record with a 'priority' dispatch option: the storage of .* does not support priorities",
+        ),
         ({"id": socket.socket}, None),
     ],
-    ids=["not-a-huey-option", "eta-type", "delay-type", "both-times", "priority-unsupported", "picklable-class-ok"],
+    ids=[
+        "not-a-huey-option",
+        "eta-type",
+        "delay-type",
+        "both-times",
+        "priority-unsupported",
+        "picklable-class-ok",
+    ],
 )
-def test_options_huey_could_never_send_fail_at_enqueue(env: HueyEnv, options: dict[str, Any], message: str | None) -> None:
+def test_options_huey_could_never_send_fail_at_enqueue(
+    env: HueyEnv, options: dict[str, Any], message: str | None
+) -> None:
     with airlock.scope(executor=huey_executor, policy=airlock.DropAll()) as scope:
         if message is None:  # control: a value the serializer encodes is accepted
             airlock.enqueue(env.record, 1, _dispatch_options=options)
@@ -158,7 +174,9 @@ def test_options_huey_could_never_send_fail_at_enqueue(env: HueyEnv, options: di
 
 def test_unpicklable_option_value_fails_at_enqueue(env: HueyEnv) -> None:
     with airlock.scope(executor=huey_executor) as scope:
-        with pytest.raises(TypeError, match=r"record: its dispatch option 'id' \(<function .*<lambda>.*pickle"):
+        with pytest.raises(
+            TypeError, match=r"record: its dispatch option 'id' \(<function .*<lambda>.*pickle"
+        ):
             airlock.enqueue(env.record, 1, _dispatch_options={"id": lambda: None})
         assert scope.intents == []
 

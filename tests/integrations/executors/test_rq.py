@@ -6,7 +6,7 @@ import json
 import socket
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 from unittest.mock import Mock
 
@@ -17,9 +17,9 @@ from rq import Queue, SimpleWorker
 import airlock
 from airlock.integrations.executors import rq as rq_module
 from airlock.integrations.executors.rq import rq_executor
+from integrations.redis_dbs import flushed_redis
 
 from .rq_tasks import RQ_DB, Recorder, record
-from integrations.redis_dbs import flushed_redis
 
 
 @pytest.fixture
@@ -85,7 +85,10 @@ def test_enqueue_options_take_effect(client: redis.Redis, queue_name: str) -> No
     with airlock.scope(executor=rq_executor):
         airlock.enqueue(record, "k", "back")
         airlock.enqueue(
-            record, "k", "front", _dispatch_options={"at_front": True, "job_id": "airlock-exec-job", "job_timeout": 30}
+            record,
+            "k",
+            "front",
+            _dispatch_options={"at_front": True, "job_id": "airlock-exec-job", "job_timeout": 30},
         )
     assert queue.job_ids == ["airlock-exec-job", queue.job_ids[1]]
     job = queue.fetch_job("airlock-exec-job")
@@ -120,20 +123,29 @@ def test_options_reach_the_queue_untouched() -> None:
     # RQ decides what an option means, exactly as if you called queue.enqueue yourself.
     queue = Mock(spec=Queue)
     with airlock.scope(executor=rq_executor):
-        airlock.enqueue(record, "k", 1, tag="x", _dispatch_options={"queue": queue, "job_timeout": 30, "timeout": 9})
+        airlock.enqueue(
+            record, "k", 1, tag="x", _dispatch_options={"queue": queue, "job_timeout": 30, "timeout": 9}
+        )
         queue.enqueue.assert_not_called()
-    queue.enqueue.assert_called_once_with(record, args=("k", 1), kwargs={"tag": "x"}, job_timeout=30, timeout=9)
+    queue.enqueue.assert_called_once_with(
+        record, args=("k", 1), kwargs={"tag": "x"}, job_timeout=30, timeout=9
+    )
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"enqueue_at": "2099-01-01"}, r"RQ needs a datetime as the 'enqueue_at' dispatch option, got '2099-01-01'"),
+        (
+            {"enqueue_at": "2099-01-01"},
+            r"RQ needs a datetime as the 'enqueue_at' dispatch option, got '2099-01-01'",
+        ),
         ({"enqueue_in": 300}, r"RQ needs a timedelta as the 'enqueue_in' dispatch option, got 300"),
     ],
     ids=["enqueue_at", "enqueue_in"],
 )
-def test_option_values_of_the_wrong_type_fail_at_enqueue(queue_name: str, options: dict[str, Any], message: str) -> None:
+def test_option_values_of_the_wrong_type_fail_at_enqueue(
+    queue_name: str, options: dict[str, Any], message: str
+) -> None:
     with airlock.scope(executor=rq_executor) as scope:
         with pytest.raises(TypeError, match=message):
             airlock.enqueue(record, "k", 1, _dispatch_options=options)
@@ -147,19 +159,23 @@ def test_queue_name_without_connection_fails_at_enqueue() -> None:
 
 
 def test_enqueue_at_schedules_at_that_time(client: redis.Redis, queue_name: str) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2099, 1, 1, tzinfo=UTC)
     queue = Queue(queue_name, connection=client)
     with airlock.scope(executor=rq_executor):
-        airlock.enqueue(record, "k", "far", _dispatch_options={"enqueue_at": when, "job_id": "airlock-exec-far"})
+        airlock.enqueue(
+            record, "k", "far", _dispatch_options={"enqueue_at": when, "job_id": "airlock-exec-far"}
+        )
     assert queue.count == 0
     assert queue.scheduled_job_registry.get_scheduled_time("airlock-exec-far") == when
 
 
 def test_queue_option_of_the_wrong_type_fails_at_enqueue(queue_name: str) -> None:
     with airlock.scope(executor=rq_executor):
-        with pytest.raises(TypeError, match=r"'queue' dispatch option of record must be an rq.Queue or a queue name"):
+        with pytest.raises(
+            TypeError, match=r"'queue' dispatch option of record must be an rq.Queue or a queue name"
+        ):
             airlock.enqueue(record, "k", 1, _dispatch_options={"queue": 5})
 
 
@@ -177,9 +193,14 @@ def test_unsendable_tasks_fail_at_enqueue(queue_name: str) -> None:
             return None
 
     with airlock.scope(executor=rq_executor) as scope:
-        with pytest.raises(TypeError, match=r"cannot enqueue local on RQ: the task <.*cannot be serialized.*Can.t pickle local object"):
+        with pytest.raises(
+            TypeError,
+            match=r"cannot enqueue local on RQ: the task <.*cannot be serialized.*Can.t pickle local object",
+        ):
             airlock.enqueue(Local(), _name="local")
-        with pytest.raises(TypeError, match=r"cannot enqueue Recorder on RQ: RQ runs functions, methods and callable"):
+        with pytest.raises(
+            TypeError, match=r"cannot enqueue Recorder on RQ: RQ runs functions, methods and callable"
+        ):
             airlock.enqueue(Recorder)
         assert scope.intents == []
 
@@ -187,6 +208,8 @@ def test_unsendable_tasks_fail_at_enqueue(queue_name: str) -> None:
 def test_queue_test_double_is_a_queue() -> None:
     queue = Mock(spec=Queue)
     with airlock.scope(executor=rq_executor):
-        airlock.enqueue(record, "k", 1, _dispatch_options={"queue": queue, "enqueue_in": timedelta(seconds=5)})
+        airlock.enqueue(
+            record, "k", 1, _dispatch_options={"queue": queue, "enqueue_in": timedelta(seconds=5)}
+        )
     queue.enqueue_in.assert_called_once_with(timedelta(seconds=5), record, args=("k", 1), kwargs={})
     queue.enqueue.assert_not_called()

@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-<<<<<<< HEAD
-=======
 from .._extras import requires
 
+# Tasks are recognised by duck typing; this import only makes a missing
+# framework fail here, naming the extra, rather than at the first dispatch.
 with requires("django-tasks"):
     try:  # Django >= 6.0
-        from django.tasks import Task
+        import django.tasks  # noqa: F401
     except ImportError:  # the backport
-        from django_tasks.base import Task  # type: ignore[assignment,no-redef,unused-ignore]
+        import django_tasks  # noqa: F401
 
->>>>>>> tooling
 # The framework's own "is this JSON?" check, wherever this version keeps it.
 try:
     from django.utils.json import normalize_json
@@ -77,7 +76,9 @@ def validate(intent: Intent) -> None:
         try:
             task.using(**options)  # the framework and the backend validate the resulting task
         except Exception as exc:
-            raise TypeError(f"cannot enqueue {intent.name} with dispatch options {dict(options)!r}: {exc}") from exc
+            raise TypeError(
+                f"cannot enqueue {intent.name} with dispatch options {dict(options)!r}: {exc}"
+            ) from exc
     check_serializable(intent, "JSON", normalize_json)
 
 

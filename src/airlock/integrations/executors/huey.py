@@ -26,15 +26,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-<<<<<<< HEAD
-from huey.utils import normalize_time
-=======
 from .._extras import requires
 
 with requires("huey"):
-    from huey.api import TaskWrapper
     from huey.utils import normalize_time
->>>>>>> tooling
 
 from ..._intent import Intent
 from ._checks import check_option_type, check_options_serializable, check_serializable
@@ -85,7 +80,10 @@ def validate(intent: Intent) -> None:
     options = intent.dispatch_options
     if not options:
         return
-    if options.get("priority") is not None and getattr(getattr(huey, "storage", None), "priority", True) is False:
+    if (
+        options.get("priority") is not None
+        and getattr(getattr(huey, "storage", None), "priority", True) is False
+    ):
         raise TypeError(
             f"cannot enqueue {intent.name} with a 'priority' dispatch option: the storage of {huey!r} does not "
             "support priorities (use PriorityRedisHuey, or drop the option)"
@@ -100,7 +98,9 @@ def validate(intent: Intent) -> None:
                 eta = normalize_time(options.get("eta"), options.get("delay"), huey.utc)
             task_class((), {}, eta=eta, **carried)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"cannot enqueue {intent.name} on Huey with dispatch options {dict(options)!r}: {exc}") from exc
+            raise TypeError(
+                f"cannot enqueue {intent.name} on Huey with dispatch options {dict(options)!r}: {exc}"
+            ) from exc
         check_options_serializable(intent, name, serializer.serialize, carried)
 
 
