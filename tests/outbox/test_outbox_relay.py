@@ -219,9 +219,9 @@ def test_batch_past_its_lease_is_handed_back(storage: SQLAlchemyStorage) -> None
 
     def slow(intent: airlock.Intent) -> None:
         intent.task(*intent.args, **intent.kwargs)
-        time.sleep(0.25)
+        time.sleep(0.85)
 
-    r = relay(storage, slow, lease=0.3)
+    r = relay(storage, slow, lease=1.0)  # publishing stops at 0.8 s: after the first row
     assert r.run_once() == 2
     st = states(storage)
     assert st[ids[0]][:2] == ("done", 1) and st[ids[1]][:2] == ("pending", 0)
