@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -145,6 +146,17 @@ def relay_cost_per_row() -> float:
         storage.close()
 
 
+def _paired_median_ms(first: Any, second: Any, n: int) -> tuple[float, float]:
+    """Median ms of each, run alternately: on a shared machine, drifting load hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(n):
+        for run, into in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            run()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
+
+
 def _median_ms(run: object, n: int) -> float:
     times = []
     for _ in range(n):
@@ -182,7 +194,7 @@ def flush_cost_sqlalchemy(url: str) -> tuple[float, float]:
 
         for warm in (plain, outbox):
             warm()
-        return _median_ms(plain, FLUSHES), _median_ms(outbox, FLUSHES)
+        return _paired_median_ms(plain, outbox, FLUSHES)
     finally:
         orders.drop(storage.engine)
         storage.drop_table()
@@ -225,8 +237,8 @@ def flush_cost_django() -> tuple[str, float, float]:
 
     run(baseline)
     run(DjangoOutboxScope)
-    plain = _median_ms(lambda: run(baseline), FLUSHES)
-    return baseline.__name__, plain, _median_ms(lambda: run(DjangoOutboxScope), FLUSHES)
+    plain, outbox = _paired_median_ms(lambda: run(baseline), lambda: run(DjangoOutboxScope), FLUSHES)
+    return baseline.__name__, plain, outbox
 
 
 def main() -> None:
