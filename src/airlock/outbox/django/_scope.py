@@ -19,6 +19,12 @@ from .._base import COMMITTED, OPEN, BaseOutboxScope
 
 __all__ = ["DjangoOutboxScope"]
 
+# The OutboxRow fields a new row sets, in the order _insert passes them (the rest keep their NULL).
+_INSERTED = (
+    "outbox_id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
+    "attempts", "created_at",
+)  # fmt: skip
+
 
 class _Marker:
     """A no-op ``on_commit`` callback whose fate tells where its block stands.
@@ -124,32 +130,42 @@ class DjangoOutboxScope(BaseOutboxScope):
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         from .models import OutboxKey, OutboxRow
 
-        now = timezone.now()  # aware or naive, as the project's USE_TZ wants
-        objs = []
-        for row in rows:
-            row = dict(row)
-            row["outbox_id"] = row.pop("id")
-            row["created_at"] = now
-            objs.append(OutboxRow(**row))
-        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
         connection = connections[self._using]
-        with transaction.atomic(using=self._using):  # a savepoint if a transaction is open, else its own
+        quote = connection.ops.quote_name
+        # One multi-row INSERT written directly: bulk_create would prepare every
+        # field of every row through the ORM, which costs more than the write.
+        created = OutboxRow._meta.get_field("created_at").get_db_prep_value(
+            timezone.now(),  # aware or naive, as the project's USE_TZ wants
+            connection,
+        )
+        columns = ", ".join(quote(OutboxRow._meta.get_field(f).column) for f in _INSERTED)
+        placeholders = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+        sql = f"INSERT INTO {quote(OutboxRow._meta.db_table)} ({columns}) VALUES " + ", ".join(
+            [placeholders] * len(rows)
+        )
+        params: list[Any] = []
+        for row in rows:
+            params += [
+                row["id"], row["task"], row["name"], row["args"], row["kwargs"], row["options"],
+                row["ordering_key"], row["origin"], row["context"], row["state"], row["attempts"], created,
+            ]  # fmt: skip
+        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
+        with transaction.atomic(using=self._using), connection.cursor() as cursor:
+            # A savepoint if a transaction is open, else a transaction of its own.
             if keys:
                 # Lock each key (sorted) until the transaction ends: rows of one key are numbered in commit order.
-                table = connection.ops.quote_name(OutboxKey._meta.db_table)
-                with connection.cursor() as cursor:
-                    for key in keys:
-                        if connection.vendor == "mysql":
-                            sql = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
-                            sql += "ON DUPLICATE KEY UPDATE writes = writes + 1"
-                        else:
-                            sql = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
-                            sql += f"ON CONFLICT (ordering_key) DO UPDATE SET writes = {table}.writes + 1"
-                        cursor.execute(sql, [key])
-            OutboxRow.objects.using(self._using).bulk_create(objs)
+                table = quote(OutboxKey._meta.db_table)
+                for key in keys:
+                    if connection.vendor == "mysql":
+                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert += "ON DUPLICATE KEY UPDATE writes = writes + 1"
+                    else:
+                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert += f"ON CONFLICT (ordering_key) DO UPDATE SET writes = {table}.writes + 1"
+                    cursor.execute(upsert, [key])
+            cursor.execute(sql, params)
             if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_notify(%s, '')", [OutboxRow._meta.db_table])
+                cursor.execute("SELECT pg_notify(%s, '')", [OutboxRow._meta.db_table])
 
     async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
         await sync_to_async(self._insert)(rows)
