@@ -36,9 +36,12 @@ tour: $(VENV)/.demo-installed
 
 # The second pytest run repeats the Django tests on PostgreSQL (skipped when it is
 # down, failing under AIRLOCK_REQUIRE_SERVICES=1), appending to the coverage data.
+# `coverage run` (not pytest-cov) measures from the first line, so the pytest plugin,
+# which pytest imports before any plugin could start measuring, lives in the package.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
-	AIRLOCK_TEST_DJANGO_DB=postgres $(PY) -m pytest tests/integrations/django --cov --cov-append --cov-report= -q $(PYTEST_ARGS)
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	AIRLOCK_TEST_DJANGO_DB=postgres $(PY) -m coverage run --append -m pytest tests/integrations/django -q $(PYTEST_ARGS)
 	$(PY) -m coverage report --include='*/airlock/_*.py' --fail-under=95
 
 # The other supported Pythons: the core suite (no framework) on each, in its own

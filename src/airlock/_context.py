@@ -42,6 +42,7 @@ class _Judging:
     __slots__ = ("scope",)
     _state = 99  # beyond every real state: ``enqueue`` takes its refusal path
     _awaits = False
+    _last_task = object()  # never a task: enqueue always checks, and refuses
     _origin = None
     _shared_meta = None
 

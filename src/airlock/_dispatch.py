@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Dispatching", "execute", "report_undispatched"]
 
 logger = _observe.logger
+_debug_enabled = logger.isEnabledFor
 
 # Methods a task-queue task has and a plain function does not (Celery,
 # Dramatiq, Huey, Django tasks): running one in-process is usually a mistake.
@@ -114,26 +115,34 @@ class Dispatching:
         commits) and call ``super()._dispatch_all(intents)`` then.
         """
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _debug_enabled(10)
         started = perf_counter() if listening else 0.0
         # The default hook with the default executor: run plain functions
         # inline, one call frame per intent instead of three.
-        inline = getattr(self._dispatch_one, "__func__", None) is _base_dispatch_one and self._executor is execute
+        inline = (
+            self._executor is execute
+            and type(self)._dispatch_one is _base_dispatch_one
+            and "_dispatch_one" not in self.__dict__
+        )
         intent = None
         try:
-            for intent in intents:
-                try:
-                    if inline:
+            if inline:
+                for intent in intents:
+                    try:
                         task = intent._task
                         result = (
                             task(*intent._args, **intent._kwargs) if type(task) is FunctionType else execute(intent)
                         )
                         if result is not None and inspect.isawaitable(result):
                             _refuse_awaitable(intent, result)
-                    else:
+                    except Exception as exc:
+                        failures.append((intent, exc))
+            else:
+                for intent in intents:
+                    try:
                         self._dispatch_one(intent)
-                except Exception as exc:
-                    failures.append((intent, exc))
+                    except Exception as exc:
+                        failures.append((intent, exc))
         except BaseException as exc:
             self._interrupted(exc, intents, intent, failures)
             raise
@@ -147,7 +156,7 @@ class Dispatching:
         the intents left undispatched.
         """
         failures: list[tuple[Intent, Exception]] = []
-        listening = _observe.listening()
+        listening = _observe.observers or _debug_enabled(10)
         started = perf_counter() if listening else 0.0
         intent = None
         try:

@@ -40,8 +40,8 @@ def enqueue(
     countdown, ...).
     """
     scope: Any = _current_scope()
-    if scope is None or not callable(task):
-        _refuse(task, scope)
+    if scope is None:
+        _refuse(task)
     # Built in place rather than through Intent(...): ``*args``/``**kwargs``
     # are already fresh objects, and this runs once per effect per request.
     intent: Intent = _new(Intent)
@@ -53,26 +53,40 @@ def enqueue(
         intent._meta = scope._shared_meta
     else:
         intent._meta = _meta(scope, _name, _origin, _dispatch_options, policies)
+    if task is not scope._last_task:
+        # The checks that depend only on the task and the scope; a scope
+        # remembers the last task that passed them (loops enqueue the same one).
+        _check_task(scope, task, intent)
+    checks = scope._checks  # resolved by _check_task at the scope's first enqueue
+    if checks or policies:
+        scope._judge_and_add(intent, checks)
+        return intent
+    # Nothing to judge, and Scope._add (inlined): a scope class that
+    # overrides _add always has checks (see _resolve_checks).
+    scope._buffer.append(intent)
+    if scope._state > _EXITED:  # flushed, maybe by another thread meanwhile
+        scope._late([intent])
+    return intent
+
+
+def _check_task(scope: Any, task: object, intent: Intent) -> None:
+    if not callable(task) and not _is_task_object(task):
+        raise TypeError(f"airlock.enqueue() needs a callable task, got {task!r} ({type(task).__name__})")
     if scope._state > _EXITED:  # flushed/discarded, or a policy is judging
         scope._refuse(intent)
     if not scope._awaits:
         # A scope that flushes synchronously could never await a coroutine
         # task: say so here, at the line that asked for it.
         code = getattr(task, "__code__", None)
-        if code is None or code.co_flags & _CO_COROUTINE:
-            _refuse_coroutine(task, intent)
-    checks = scope._checks
-    if checks is None:
-        checks = scope._resolve_checks()
-    if checks or policies:
-        scope._judge(intent, checks)
-    if scope._custom_add:
-        scope._add(intent)
-    else:  # Scope._add, inlined
-        scope._buffer.append(intent)
-        if scope._state > _EXITED:  # sealed by a flush in another thread meanwhile
-            scope._late(intent)
-    return intent
+        if (code.co_flags & _CO_COROUTINE) if code is not None else is_coroutine_task(task):
+            raise UsageError(
+                f"{intent.name} is a coroutine function, but the scope that would dispatch it flushes "
+                "synchronously and could never await it; use 'async with airlock.scope()' "
+                "(in every enclosing scope that captures it)"
+            )
+    scope._last_task = task
+    if scope._checks is None:
+        scope._resolve_checks()
 
 
 def _meta(
@@ -88,15 +102,6 @@ def _meta(
     )
 
 
-def _refuse_coroutine(task: object, intent: Intent) -> None:
-    if is_coroutine_task(task):
-        raise UsageError(
-            f"{intent.name} is a coroutine function, but the scope that would dispatch it flushes "
-            "synchronously and could never await it; use 'async with airlock.scope()' "
-            "(in every enclosing scope that captures it)"
-        )
-
-
 def _is_task_object(task: object) -> bool:
     # Django's task framework (django.tasks, and the django_tasks backport)
     # hands out task objects that are not callable: they are enqueued with
@@ -104,12 +109,10 @@ def _is_task_object(task: object) -> bool:
     return callable(getattr(task, "call", None)) and callable(getattr(task, "enqueue", None))
 
 
-def _refuse(task: object, scope: object) -> None:
-    """Raise why ``task`` cannot be enqueued now; return if it can after all (a task object)."""
+def _refuse(task: object) -> None:
+    """Raise why ``task`` cannot be enqueued without a scope."""
     if not callable(task) and not _is_task_object(task):
         raise TypeError(f"airlock.enqueue() needs a callable task, got {task!r} ({type(task).__name__})")
-    if scope is not None:
-        return
     raise NoScopeError(
         f"airlock.enqueue({task_name(task)}) was called without an active airlock.scope(); "
         "wrap the unit of work in 'with airlock.scope():' (or use a request/task integration)"

@@ -42,7 +42,11 @@ def distinct(policies: Sequence[Any]) -> tuple[Any, ...]:
 
 
 def asks_on_enqueue(policy: object) -> bool:
-    """Whether ``policy.on_enqueue`` does anything (it is not the inherited no-op)."""
+    """Whether ``policy.on_enqueue`` does anything (it is not the inherited no-op).
+
+    Looks it up on the instance as it is now (an instance attribute, a
+    patched class, a ``Mock`` all count).
+    """
     return getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE
 
 
@@ -53,11 +57,13 @@ def selector(policy: object) -> Selector | None:
     explicitly (opting in to the optional hook); otherwise ``allows`` is asked
     per intent.
     """
+    allows = policy.allows  # type: ignore[attr-defined]
+    if getattr(allows, "__func__", None) is _ALLOWS_EVERYTHING and getattr(policy, "select", None) is None:
+        return None  # the inherited allow-everything: nothing to ask
     if Policy in type(policy).__mro__:
         select = getattr(policy, "select", None)
         if select is not None:
             return _checked_select(select)
-    allows = policy.allows  # type: ignore[attr-defined]
     if getattr(allows, "__func__", None) is _ALLOWS_EVERYTHING:
         return None
     return lambda intents: [intent for intent in intents if allows(intent)]

@@ -10,10 +10,13 @@ Lifecycle, usable imperatively (integrations do)::
 
 Concurrency: a scope may be shared by several threads (``carry_context``).
 An ``enqueue`` racing the scope's flush either lands in that flush or raises
-:class:`~airlock.ScopeStateError`: the flush *seals* the buffer (state and
-length, under one lock), and an enqueue that finds the scope sealed right
-after appending checks, under the same lock, whether the flush took its
-intent; if not, it takes it back out and raises.
+:class:`~airlock.ScopeStateError`, without a lock on the common path. The
+flush first changes the state, then appends a seal marker to the buffer (one
+atomic ``list.append``); it takes what is before the marker. An enqueue
+appends, then reads the state: if the scope is still open, its intent is
+before any marker; if not, it looks for the marker. No marker yet, or the
+marker after its intent: the flush takes it. Marker before its intent: it
+takes the intent back out and raises.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from . import _config, _context, _observe
 from ._dispatch import Dispatching, execute, report_undispatched
 from ._errors import ScopeStateError, UsageError
 from ._intent import Intent, _Meta
-from ._judge import asks_on_enqueue, checked_subsequence, distinct, judge, selector
+from ._judge import _ALLOWS_EVERYTHING, _NOOP_ON_ENQUEUE, asks_on_enqueue, checked_subsequence, distinct, judge, selector
 from ._policies import AllowAll, check_policy
 from ._protocols import Policy
 
@@ -46,9 +49,14 @@ _ids = itertools.count(1)
 _get_current = _context.current.get
 _set_current = _context.current.set
 _reset_current = _context.current.reset
-#: Seals buffers (see the module docstring). Process-wide and held for a few
-#: bytecodes, so one lock serves every scope; it guards no user object.
-_seal_lock = threading.Lock()
+_debug_enabled = _observe.logger.isEnabledFor
+#: Serialises the (rare) enqueues that race a flush while they look for the
+#: seal and take their intent back out. Guards no user object.
+_late_lock = threading.Lock()
+#: The seal marker a flush/discard appends to a buffer (never handed out).
+_SEAL: Final[Intent] = object.__new__(Intent)
+#: No task yet (``None`` is a task that must fail the checks).
+_NO_TASK: Final = object()
 #: The policy of scopes when none was given or configured.
 _DEFAULT_POLICY: Final = AllowAll()
 
@@ -81,14 +89,14 @@ class Scope(Dispatching):
     _state = _NEW
     _async = False  # entered with ``async with`` / aenter()
     _awaits = False  # coroutine tasks enqueued here will be awaited
+    _last_task: object = _NO_TASK  # the last task that passed enqueue's per-task checks here
     _parent: Scope | None = None
     _token: Token[Any] | None = None
     _checks: tuple[Callable[[Intent], None], ...] | None = None  # resolved at the first enqueue
     _asked: tuple[Any, ...] = ()  # the scope policies whose on_enqueue is in _checks
     _captured: dict[int, tuple[Any, ...]] | None = None  # id(intent) -> policies it passed through
     _needs_filter = False  # some intent has local policies or conditions
-    _custom_add = False  # the class overrides _add
-    _sealed = 0  # buffer length when flush/discard sealed it
+    _sealed = 0  # where the seal marker is, once flush/discard sealed the buffer
     _origin: str | None = None
     _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
     _guard: _context._Judging | None = None
@@ -101,25 +109,32 @@ class Scope(Dispatching):
         *,
         origin: str | None = None,
     ) -> None:
+        config = _config._snapshot
         if policy is None:
-            policy = _config._snapshot.policy
+            policy = config.policy
             if policy is None:
                 policy = _DEFAULT_POLICY
         else:
             check_policy(policy, f"{type(self).__name__}(policy=...)")
         if executor is None:
-            executor = _config._snapshot.executor
+            executor = config.executor
             if executor is None:
                 executor = execute
         elif not callable(executor):
             raise TypeError(f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}")
-        if origin is not None:
-            if not isinstance(origin, str):
-                raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
-            self._origin = origin
+        if origin is not None and not isinstance(origin, str):
+            raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
+        # Everything ``enqueue`` and the lifecycle read lives on the instance,
+        # set here in a fixed order: CPython 3.11 specialises instance-attribute
+        # reads, not reads of class-level defaults through an instance.
+        self._state = _NEW
+        self._origin = origin
         self._policy = policy
         self._executor = executor
         self._buffer: list[Intent] = []
+        self._shared_meta = None
+        self._last_task = _NO_TASK
+        self._checks = None
 
     # -- read-only views --------------------------------------------------
 
@@ -150,18 +165,23 @@ class Scope(Dispatching):
         """The scope that was active when this one was entered, if any."""
         return self._parent
 
+    def _held(self) -> list[Intent]:
+        """The buffered intents (a copy): once sealed, what is before the seal."""
+        buffer = self._buffer
+        return buffer[: self._sealed] if self._state > _EXITED else buffer[:]
+
     @property
     def intents(self) -> list[Intent]:
         """Every buffered intent, own and captured, in FIFO order (a copy)."""
-        return list(self._buffer)
+        return self._held()
 
     @property
     def own_intents(self) -> list[Intent]:
         """Intents enqueued while this scope was the innermost one."""
         captured = self._captured
         if not captured:
-            return list(self._buffer)
-        return [i for i in self._buffer if id(i) not in captured]
+            return self._held()
+        return [i for i in self._held() if id(i) not in captured]
 
     @property
     def captured_intents(self) -> list[Intent]:
@@ -169,7 +189,7 @@ class Scope(Dispatching):
         captured = self._captured
         if not captured:
             return []
-        return [i for i in self._buffer if id(i) in captured]
+        return [i for i in self._held() if id(i) in captured]
 
     @property
     def is_active(self) -> bool:
@@ -191,7 +211,7 @@ class Scope(Dispatching):
 
     def __repr__(self) -> str:
         state = _STATES[self._state].split(" ")[0]
-        return f"<{type(self).__name__} {state} policy={self._policy!r} intents={len(self._buffer)}>"
+        return f"<{type(self).__name__} {state} policy={self._policy!r} intents={len(self._held())}>"
 
     # -- extension points -------------------------------------------------
 
@@ -231,7 +251,7 @@ class Scope(Dispatching):
             self._refuse(intent)
         self._buffer.append(intent)
         if self._state > _EXITED:
-            self._late(intent)
+            self._late([intent])
 
     # -- lifecycle --------------------------------------------------------
 
@@ -249,10 +269,9 @@ class Scope(Dispatching):
             if self._origin is None:
                 self._origin = parent._origin
             self._awaits = self._computed_awaits()
+            self._last_task = _NO_TASK
         if self._origin is not None:
             self._shared_meta = _Meta(origin=self._origin)
-        if type(self)._add is not _base_add:
-            self._custom_add = True
         self._token = _set_current(self)
         self._state = _ACTIVE
         return self
@@ -264,6 +283,7 @@ class Scope(Dispatching):
         self.enter()
         self._async = True
         self._awaits = self._computed_awaits()
+        self._last_task = _NO_TASK  # checked again against the new answer
         return self
 
     def _computed_awaits(self) -> bool:
@@ -271,10 +291,11 @@ class Scope(Dispatching):
         # intents awaits: this one if it dispatches its own or has no parent
         # (or the parent may let intents through), and then the parent's.
         parent = self._parent
+        awaits = self._async and not self._defers_sync_only()
         if parent is None or self.dispatches_own_intents:
-            return self._async
+            return awaits
         captures_all = type(parent).before_descendant_flushes is _base_before_descendant_flushes
-        return parent._awaits and (captures_all or self._async)
+        return parent._awaits and (captures_all or awaits)
 
     def exit(self) -> None:
         """Stop being the active scope. Then :meth:`flush` or :meth:`discard` (or use :meth:`end`).
@@ -309,28 +330,47 @@ class Scope(Dispatching):
         Intents that an enclosing scope captures are not dispatched by this
         scope (and not returned): they wait for the enclosing scope.
         """
-        intents = self._seal(_FLUSHED, "flush")
-        if not intents:
+        # _seal(), inlined for the scope that ends every request and task.
+        state = self._state
+        if state != _EXITED and state != _NEW:
+            self._wrong_state("flush")
+        self._state = _FLUSHED
+        buffer = self._buffer
+        buffer.append(_SEAL)
+        k = len(buffer) - 1
+        if not k:
             return []
+        intents = self._taken(buffer, k)
         now = self._route(intents)
         if now:
             self._dispatch_all(now)
         return now
 
     async def aflush(self) -> list[Intent]:
-        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors."""
+        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors.
+
+        A subclass that overrides only :meth:`_dispatch_all` (to defer) is
+        honoured: its ``_dispatch_all`` runs, exactly as under ``flush()``.
+        """
         intents = self._seal(_FLUSHED, "flush")
         if not intents:
             return []
         now = self._route(intents)
         if now:
-            await self._adispatch_all(now)
+            if self._defers_sync_only():
+                self._dispatch_all(now)
+            else:
+                await self._adispatch_all(now)
         return now
+
+    def _defers_sync_only(self) -> bool:
+        cls = type(self)
+        return cls._dispatch_all is not _base_dispatch_all and cls._adispatch_all is _base_adispatch_all
 
     def discard(self) -> list[Intent]:
         """Drop every buffered intent (own and captured); return them."""
         dropped = self._seal(_DISCARDED, "discard")
-        if dropped and _observe.listening():
+        if dropped and (_observe.observers or _debug_enabled(10)):
             _observe.scope_ended(
                 _observe.ScopeEndEvent(self, self.id, "discarded", self._origin, (), tuple(dropped), ())
             )
@@ -349,6 +389,8 @@ class Scope(Dispatching):
         self.exit()
         if self._state != _EXITED:
             return []
+        if error is None and flush and type(self).should_flush is _base_should_flush:
+            return self.flush()  # the default decision, without the calls (every scope ends here)
         if self._decide(error, flush):
             return self.flush()
         self.discard()
@@ -395,25 +437,41 @@ class Scope(Dispatching):
     # -- buffer and state -------------------------------------------------
 
     def _seal(self, state: int, action: str) -> list[Intent]:
-        """Move to ``state`` (flushed/discarded) and take the buffer, atomically."""
-        with _seal_lock:
-            current = self._state
-            if current != _EXITED and current != _NEW:
-                self._wrong_state(action)
-            self._state = state
-            buffer = self._buffer
-            self._sealed = len(buffer)
-            return buffer[:]
+        """Move to ``state`` (flushed/discarded) and take the buffer (see the module docstring)."""
+        current = self._state
+        if current != _EXITED and current != _NEW:
+            self._wrong_state(action)
+        self._state = state
+        buffer = self._buffer
+        buffer.append(_SEAL)
+        k = len(buffer) - 1
+        if not k:
+            return []  # it was empty (and _sealed is already 0)
+        return self._taken(buffer, k)
 
-    def _late(self, intent: Intent) -> None:
-        """An enqueue found the scope sealed after appending ``intent``: was it taken?"""
-        with _seal_lock:  # waits for the sealing flush to have taken its copy
+    def _taken(self, buffer: list[Intent], k: int) -> list[Intent]:
+        """What a seal appended at (or, with late enqueues, before) ``k`` takes."""
+        if buffer[k] is not _SEAL:
+            k = _find_seal(buffer)
+        self._sealed = k
+        return buffer[:k]
+
+    def _late(self, intents: list[Intent]) -> None:
+        """``intents`` were appended, then the scope was found sealed: were they taken?"""
+        with _late_lock:
             buffer = self._buffer
-            for k in range(len(buffer) - 1, self._sealed - 1, -1):
-                if buffer[k] is intent:
-                    del buffer[k]  # appended after the seal: not in the flush
-                    self._refuse(intent)
-        # Taken by the flush (or discard) that sealed the scope.
+            first = intents[0]
+            at = None
+            for k in range(len(buffer) - 1, -1, -1):
+                item = buffer[k]
+                if item is first:
+                    at = k
+                elif item is _SEAL:
+                    if at is None:
+                        return  # the seal is after them: the flush took them
+                    del buffer[at : at + len(intents)]
+                    self._refuse(first)
+        # No seal yet: the flush will append it after them, so it takes them.
 
     def _wrong_state(self, action: str) -> None:
         if self._state == _ACTIVE:
@@ -427,22 +485,41 @@ class Scope(Dispatching):
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
+        custom_add = type(self)._add is not _base_add
+        if self._parent is None and type(self).enqueue_checks is _base_enqueue_checks and not custom_add:
+            # The usual case, kept short: one scope, the default checks.
+            policy, executor = self._policy, self._executor
+            validate = None if executor is execute else getattr(executor, "validate", None)
+            checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
+            if getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE:
+                self._asked = (policy,)
+                checks = (_on_enqueue_of(policy), *checks)
+            self._checks = checks
+            return checks
         chain: list[Scope] = []
         scope: Scope | None = self
         while scope is not None:
             chain.append(scope)
             scope = scope._parent
         asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
-        checks: list[Callable[[Intent], None]] = []
+        found: list[Callable[[Intent], None]] = []
         for s in chain:
             for check in s.enqueue_checks():
-                if not any(check == c for c in checks):
-                    checks.append(check)
+                if not any(check == c for c in found):
+                    found.append(check)
         self._asked = asked
+        if custom_add:
+            # Never empty, so that enqueue always goes through _add.
+            found.append(_nothing_to_check)
         # Policies first (innermost first), each looked up when called.
-        resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(checks)
+        resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(found)
         self._checks = resolved
         return resolved
+
+    def _judge_and_add(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
+        """Judge ``intent`` at enqueue, then hand it to :meth:`_add`."""
+        self._judge(intent, checks)
+        self._add(intent)
 
     def _judge(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
         """Run the enqueue-time judgement of ``intent`` (under the judging guard)."""
@@ -480,35 +557,44 @@ class Scope(Dispatching):
     def _route(self, intents: list[Intent]) -> list[Intent]:
         """The intents this flush dispatches now (judged); the rest go to ancestors."""
         try:
-            return self._routed(intents)
+            if self._parent is None and not self._needs_filter and not self._captured:
+                # One scope, plain intents: judged by its policy alone.
+                policy = self._policy
+                if (
+                    getattr(type(policy), "allows", None) is _ALLOWS_EVERYTHING
+                    and not getattr(policy, "__dict__", True)
+                    and getattr(policy, "select", None) is None
+                ):
+                    now = intents  # it allows everything
+                else:
+                    now = self._judged(intents)
+                if _observe.observers or _debug_enabled(10):
+                    self._ended(intents, now, [])
+                return now
+            kept = [i for i in intents if not i._is_void()] if self._needs_filter else intents
+            if self._parent is None or self.dispatches_own_intents:
+                now = self._judged(kept)
+                captured: list[Intent] = []
+            else:
+                now, captured = self._hand_to_ancestors(kept)
+                if now:
+                    now = self._judged(now)
         except BaseException as exc:
             report_undispatched(self, exc, intents, f"was raised while {self!r} was flushing")
             raise
-
-    def _routed(self, intents: list[Intent]) -> list[Intent]:
-        listening = _observe.listening()
-        kept = [i for i in intents if not i._is_void()] if self._needs_filter else intents
-        parent = self._parent
-        if parent is None or self.dispatches_own_intents:
-            now = self._judged(kept)
-            captured: list[Intent] = []
-        else:
-            now, captured = self._hand_to_ancestors(kept)
-            if now:
-                now = self._judged(now)
-        if listening:
-            now_ids = {id(i) for i in now}
-            out_ids = now_ids | {id(i) for i in captured}
-            dropped = tuple(i for i in intents if id(i) not in out_ids)
-            _observe.scope_ended(
-                _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
-            )
+        if _observe.observers or _debug_enabled(10):
+            self._ended(intents, now, captured)
         return now
 
+    def _ended(self, intents: list[Intent], now: list[Intent], captured: list[Intent]) -> None:
+        out_ids = {id(i) for i in now} | {id(i) for i in captured}
+        dropped = tuple(i for i in intents if id(i) not in out_ids)
+        _observe.scope_ended(
+            _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
+        )
+
     def _tail(self) -> tuple[Any, ...]:
-        """The scope policies that judge at this scope's final dispatch, innermost first."""
-        if not self.dispatches_own_intents or self._parent is None:
-            return (self._policy,)
+        """The policies that judge at this own-dispatching scope's final dispatch, innermost first."""
         policies = []
         scope: Scope | None = self
         while scope is not None:
@@ -518,7 +604,7 @@ class Scope(Dispatching):
 
     def _judged(self, intents: list[Intent]) -> list[Intent]:
         """Final judgement of ``intents``, dispatched by this scope."""
-        tail = self._tail()
+        tail = (self._policy,) if self._parent is None or not self.dispatches_own_intents else self._tail()
         captured = self._captured
         if not captured and not self._needs_filter:
             # Every intent has the same judges: this scope's policy (and, for
@@ -578,28 +664,56 @@ class Scope(Dispatching):
         theirs = descendant._captured
         own = (descendant._policy,)
         merged: dict[int, tuple[Any, ...]] = {}  # one history tuple per distinct history
-        with _seal_lock:
-            if self._state > _EXITED:
-                raise ScopeStateError(
-                    f"{descendant!r} flushed {len(intents)} intent(s) into its enclosing {self!r}, "
-                    f"which is already {_STATES[self._state]}: they cannot be captured"
-                )
-            for intent in intents:
-                history = theirs.get(id(intent)) if theirs else None
-                if history is None:
-                    mine[id(intent)] = own
-                else:
-                    new = merged.get(id(history))
-                    if new is None:
-                        new = merged[id(history)] = distinct([*history, descendant._policy])
-                    mine[id(intent)] = new
-            self._buffer.extend(intents)
+        if self._state > _EXITED:
+            self._cannot_capture(intents, descendant)
+        for intent in intents:
+            history = theirs.get(id(intent)) if theirs else None
+            if history is None:
+                mine[id(intent)] = own
+            else:
+                new = merged.get(id(history))
+                if new is None:
+                    new = merged[id(history)] = distinct([*history, descendant._policy])
+                mine[id(intent)] = new
         if descendant._needs_filter:
             self._needs_filter = True
+        self._buffer.extend(intents)  # one atomic append of the batch
+        if self._state > _EXITED:  # sealed by another thread meanwhile
+            try:
+                self._late(intents)
+            except ScopeStateError:
+                self._cannot_capture(intents, descendant)
+
+    def _cannot_capture(self, intents: list[Intent], descendant: Scope) -> None:
+        raise ScopeStateError(
+            f"{descendant!r} flushed {len(intents)} intent(s) into its enclosing {self!r}, "
+            f"which is already {_STATES[self._state]}: they cannot be captured"
+        )
 
 
 _base_add = Scope._add
+_base_dispatch_all = Scope._dispatch_all
+_base_adispatch_all = Scope._adispatch_all
+_base_should_flush = Scope.should_flush
+_base_enqueue_checks = Scope.enqueue_checks
 _base_before_descendant_flushes = Scope.before_descendant_flushes
+
+
+def _find_seal(buffer: list[Intent]) -> int:
+    # Late enqueues may append after the marker (and take theirs out again),
+    # never before it.
+    k = len(buffer) - 1
+    while True:
+        try:
+            if buffer[k] is _SEAL:
+                return k
+        except IndexError:  # a late enqueue took its intent out meanwhile
+            k = len(buffer)
+        k -= 1
+
+
+def _nothing_to_check(intent: Intent) -> None:
+    pass
 
 
 def _on_enqueue_of(policy: Any) -> Callable[[Intent], None]:

@@ -83,7 +83,10 @@ def remove_observer(observer: Observer) -> None:
 
 def listening() -> bool:
     """Whether an event would reach anyone (checked before building one)."""
-    return bool(observers) or logger.isEnabledFor(logging.DEBUG)
+    return bool(observers) or _debug_enabled(logging.DEBUG)
+
+
+_debug_enabled = logger.isEnabledFor
 
 
 def _names(intents: tuple[Intent, ...]) -> list[str]:

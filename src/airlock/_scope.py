@@ -219,8 +219,9 @@ def scope(policy: Policy | None = None, *, _cls: type[Scope] | None = None, **sc
     ones apply to the configured class and its subclasses; explicit ones win).
     """
     if _cls is None and policy is None and not scope_kwargs:
-        cls = _config._snapshot.scope_cls
-        if (cls is None or cls is Scope) and not _config._snapshot.scope_kwargs:
+        config = _config._snapshot
+        cls = config.scope_cls
+        if (cls is None or cls is Scope) and not config.scope_kwargs:
             return Scope()  # the common case, kept short
     return build_scope(_cls, policy, **scope_kwargs)
 

@@ -7,9 +7,7 @@ It gives tests three ways to put their side effects under control:
   was enqueued (``airlock_scope.intents``) while nothing escapes;
 * the ``@pytest.mark.airlock(policy=...)`` marker: the test runs inside a
   scope with that policy (``policy=None`` opts the test out of any scope);
-* the ``--airlock-policy`` option (declared by the ``pytest_airlock`` entry
-  point module, which registers this module when pytest configures) /
-  ``airlock_policy`` ini setting: every test that neither uses the fixture nor
+* the ``--airlock-policy`` option / ``airlock_policy`` ini setting: every test that neither uses the fixture nor
   carries the marker runs under that policy (``assert-no-effects``,
   ``drop-all``, ``allow-all``, ``none`` or a dotted path to a policy class,
   factory or instance).
@@ -161,6 +159,21 @@ def _import_policy(path: str, where: str) -> PolicyFactory:
     if type(instance) is AssertNoEffects:
         return _GuardedNoEffects
     return lambda: instance
+
+
+POLICY_HELP = (
+    "run every test inside an airlock scope with this policy: drop-all, assert-no-effects, "
+    "allow-all, none, or a dotted path to a policy class/factory/instance. Tests using the "
+    "airlock_scope fixture or the airlock marker decide for themselves."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("airlock", "airlock side-effect control")
+    group.addoption(
+        "--airlock-policy", dest="airlock_policy", default=None, metavar="POLICY", help=POLICY_HELP
+    )
+    parser.addini("airlock_policy", POLICY_HELP, default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,9 +12,8 @@ Every check raises ``TypeError`` naming the task and the offending value.
 
 from __future__ import annotations
 
-import difflib
 import types
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..._intent import Intent
@@ -26,27 +25,6 @@ __all__ = [
     "check_serializable",
     "check_task_sendable",
 ]
-
-
-def check_option_names(intent: Intent, backend: str, known: Collection[str]) -> None:
-    """Raise ``TypeError`` if ``intent.dispatch_options`` has a name ``backend`` does not know.
-
-    Transitional: kept only while ``celery.py`` (owned elsewhere) still imports
-    it; no executor here checks option names against a list any more.
-    """
-    options = intent.dispatch_options
-    if not options:
-        return
-    unknown = [name for name in options if name not in known]
-    if not unknown:
-        return
-    name = unknown[0]
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise TypeError(
-        f"unknown {backend} dispatch option {name!r} for task {intent.name}{hint}; "
-        f"known options: {', '.join(sorted(known))}"
-    )
 
 
 def check_option_type(intent: Intent, backend: str, name: str, expected: tuple[type, ...], what: str) -> None:
