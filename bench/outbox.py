@@ -1,11 +1,14 @@
-"""Outbox benchmark: relay throughput (PostgreSQL -> Celery on Redis) and the cost of an outbox flush.
+"""Outbox benchmark: relay throughput, the relay's own cost per row, and the cost of an outbox flush.
 
 Run: ``.venv/bin/python bench/outbox.py`` (needs the PostgreSQL and Redis of SERVICES.md; URLs
-from AIRLOCK_TEST_POSTGRES_URL / AIRLOCK_TEST_REDIS_URL). Prints:
+from AIRLOCK_TEST_POSTGRES_URL / AIRLOCK_TEST_REDIS_URL; Redis keys are named per run and deleted).
+Prints, side by side in one run:
 
-- rows/s published by 1 and 4 relay processes (``python -m airlock.outbox relay``) draining
-  ROWS committed rows to Celery on Redis (DB 8, queue ``airlock-outbox-bench``; no worker: the
-  relay's job ends at the broker);
+- rows/s of 1 and 4 relay processes (``python -m airlock.outbox relay``, batch 200) draining ROWS
+  committed rows, each a task doing one Redis ``RPUSH`` (sync executor);
+- the same through Celery on Redis (celery executor; no worker: the relay's job ends at the broker);
+- the relay's own cost per row: one in-process relay, a no-op executor, ROWS rows (claiming and
+  recording included);
 - the median time of a transaction that writes one business row and runs a scope that enqueues
   10 intents and flushes, for an in-memory scope (``Scope``, sync executor, no-op task; for Django
   ``DjangoScope`` when available) and for the outbox scope, and the difference (commit included).
@@ -22,7 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -36,31 +39,43 @@ ROWS = int(os.environ.get("AIRLOCK_OUTBOX_BENCH_ROWS", "10000"))
 FLUSHES = int(os.environ.get("AIRLOCK_OUTBOX_BENCH_FLUSHES", "300"))
 
 
-def _redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
-
-
-def _fill(storage: SQLAlchemyStorage, n: int) -> None:
+def _fill(storage: SQLAlchemyStorage, n: int, task_name: str) -> None:
+    import outbox_bench_app
     from sqlalchemy.orm import Session
 
-    from outbox_bench_app import noop_task
-
+    task = getattr(outbox_bench_app, task_name)
     with Session(storage.engine) as session, session.begin():
         with airlock.scope(_cls=OutboxScope, session=session, table=storage.table):
             for i in range(n):
-                airlock.enqueue(noop_task, i)
+                airlock.enqueue(task, i)
 
 
-def relay_throughput(n_relays: int) -> float:
-    """Rows per second for ``n_relays`` relay processes draining ROWS rows."""
+def _done(storage: SQLAlchemyStorage) -> int:
+    """Rows done so far (one cheap count: the benchmark's polling must not load the database)."""
+    from sqlalchemy import func, select
+
+    t = storage.table
+    with storage.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).where(t.c.state == "done")) or 0)
+
+
+def _bench_env() -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env["AIRLOCK_OUTBOX_BENCH_REDIS"] = REDIS
+    env["AIRLOCK_OUTBOX_BENCH_QUEUE"] = f"airlock-outbox-bench-{run}"
+    env["AIRLOCK_OUTBOX_BENCH_LIST"] = f"airlock-outbox-bench-list-{run}"
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AIRLOCK_OUTBOX_BENCH_")})
+    return env
+
+
+def relay_throughput(n_relays: int, executor: str, task_name: str) -> float:
+    """Rows per second for ``n_relays`` relay processes draining ROWS rows of ``task_name``."""
     import redis
 
-    broker = _redis_db(REDIS, 8)
+    env = _bench_env()
     storage = SQLAlchemyStorage.from_url(POSTGRES, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
     storage.create_table()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    env["AIRLOCK_OUTBOX_BENCH_BROKER"] = broker
     logs = Path(tempfile.mkdtemp())
     procs = []
     try:
@@ -68,10 +83,25 @@ def relay_throughput(n_relays: int) -> float:
             with open(logs / f"{i}.err", "wb") as err:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "airlock.outbox", "relay", "--url", POSTGRES,
-                         "--table", storage.table.name, "--executor", "outbox_bench_app:celery_executor",
-                         "--idle-max", "0.1", "--batch-size", "200"],
-                        env=env, stderr=err, cwd=HERE,
+                        [
+                            sys.executable,
+                            "-m",
+                            "airlock.outbox",
+                            "relay",
+                            "--url",
+                            POSTGRES,
+                            "--table",
+                            storage.table.name,
+                            "--executor",
+                            executor,
+                            "--idle-max",
+                            "0.1",
+                            "--batch-size",
+                            "200",
+                        ],
+                        env=env,
+                        stderr=err,
+                        cwd=HERE,
                     )  # fmt: skip
                 )
         for i, proc in enumerate(procs):
@@ -79,10 +109,10 @@ def relay_throughput(n_relays: int) -> float:
                 if proc.poll() is not None:
                     raise RuntimeError((logs / f"{i}.err").read_text())
                 time.sleep(0.05)
-        _fill(storage, ROWS)
+        _fill(storage, ROWS, task_name)
         start = time.perf_counter()
-        while storage.status().done < ROWS:
-            time.sleep(0.01)
+        while _done(storage) < ROWS:
+            time.sleep(0.02)
         return ROWS / (time.perf_counter() - start)
     finally:
         for proc in procs:
@@ -91,7 +121,40 @@ def relay_throughput(n_relays: int) -> float:
             proc.wait(timeout=30)
         storage.drop_table()
         storage.close()
-        redis.Redis.from_url(broker).delete("airlock-outbox-bench")
+        client = redis.Redis.from_url(REDIS)
+        client.delete(env["AIRLOCK_OUTBOX_BENCH_QUEUE"], env["AIRLOCK_OUTBOX_BENCH_LIST"])
+
+
+def relay_cost_per_row() -> float:
+    """Microseconds per row of one in-process relay with a no-op executor (PostgreSQL, batch 200)."""
+    from outbox_bench_app import noop_executor
+
+    from airlock.outbox import Relay
+
+    storage = SQLAlchemyStorage.from_url(POSTGRES, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
+    storage.create_table()
+    try:
+        _fill(storage, ROWS, "noop")
+        relay = Relay(storage, noop_executor, batch_size=200, retention=None)
+        relay.run_once()  # warm: connections, task import
+        start = time.perf_counter()
+        relay.run(until_idle=True, handle_signals=False)
+        elapsed = time.perf_counter() - start
+        return elapsed / (relay.stats.dispatched - 200) * 1e6
+    finally:
+        storage.drop_table()
+        storage.close()
+
+
+def _paired_median_ms(first: Any, second: Any, n: int) -> tuple[float, float]:
+    """Median ms of each, run alternately: on a shared machine, drifting load hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(n):
+        for run, into in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            run()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
 
 
 def _median_ms(run: object, n: int) -> float:
@@ -105,10 +168,9 @@ def _median_ms(run: object, n: int) -> float:
 
 def flush_cost_sqlalchemy(url: str) -> tuple[float, float]:
     """Median ms: in-memory Scope vs OutboxScope, 10 intents, in a Session transaction that writes one business row."""
+    from outbox_bench_app import noop
     from sqlalchemy import Column, Integer, MetaData, Table, insert
     from sqlalchemy.orm import Session
-
-    from outbox_bench_app import noop
 
     storage = SQLAlchemyStorage.from_url(url, f"airlock_outbox_bench_{uuid.uuid4().hex[:8]}")
     storage.create_table()
@@ -132,7 +194,7 @@ def flush_cost_sqlalchemy(url: str) -> tuple[float, float]:
 
         for warm in (plain, outbox):
             warm()
-        return _median_ms(plain, FLUSHES), _median_ms(outbox, FLUSHES)
+        return _paired_median_ms(plain, outbox, FLUSHES)
     finally:
         orders.drop(storage.engine)
         storage.drop_table()
@@ -152,9 +214,9 @@ def flush_cost_django() -> tuple[str, float, float]:
     django.setup()
     from django.core.management import call_command
     from django.db import connection, transaction
+    from outbox_bench_app import noop
 
     from airlock.outbox.django import DjangoOutboxScope
-    from outbox_bench_app import noop
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -175,14 +237,26 @@ def flush_cost_django() -> tuple[str, float, float]:
 
     run(baseline)
     run(DjangoOutboxScope)
-    plain = _median_ms(lambda: run(baseline), FLUSHES)
-    return baseline.__name__, plain, _median_ms(lambda: run(DjangoOutboxScope), FLUSHES)
+    plain, outbox = _paired_median_ms(lambda: run(baseline), lambda: run(DjangoOutboxScope), FLUSHES)
+    return baseline.__name__, plain, outbox
 
 
 def main() -> None:
-    print(f"outbox relay throughput, PostgreSQL -> Celery on Redis ({ROWS} rows, batch 200):")
+    print(f"outbox relay throughput, PostgreSQL -> task doing one Redis RPUSH ({ROWS} rows, batch 200):")
     for n in (1, 4):
-        print(f"  {n} relay(s): {relay_throughput(n):8.0f} rows/s")
+        print(
+            f"  {n} relay(s): {relay_throughput(n, 'airlock.integrations.executors.sync:sync_executor', 'rpush_task'):8.0f} rows/s"
+        )
+    print(
+        f"outbox relay throughput, PostgreSQL -> Celery on Redis ({ROWS} rows, batch 200, one producer per batch):"
+    )
+    for n in (1, 4):
+        print(
+            f"  {n} relay(s): {relay_throughput(n, 'outbox_bench_app:celery_executor', 'noop_task'):8.0f} rows/s"
+        )
+    print(
+        f"outbox relay's own cost per row, no-op executor, PostgreSQL, batch 200: {relay_cost_per_row():6.1f} us"
+    )
     print(f"outbox flush cost, 10 intents, median of {FLUSHES} (transaction and commit included):")
     for label, url in (("PostgreSQL", POSTGRES), ("SQLite file", f"sqlite:///{tempfile.mkdtemp()}/bench.db")):
         plain, outbox = flush_cost_sqlalchemy(url)

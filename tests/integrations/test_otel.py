@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -59,8 +60,11 @@ class Telemetry:
 def telemetry(request: pytest.FixtureRequest) -> Iterator[Telemetry]:
     t = Telemetry()
     origin_in_metrics = getattr(request, "param", False)
-    otel.install(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider,
-                 origin_in_metrics=origin_in_metrics)
+    otel.install(
+        tracer_provider=t.tracer_provider,
+        meter_provider=t.meter_provider,
+        origin_in_metrics=origin_in_metrics,
+    )
     try:
         yield t
     finally:
@@ -85,10 +89,22 @@ def test_flush_records_scope_and_dispatch_spans(telemetry: Telemetry) -> None:
         "airlock.intents.captured": 0,
     }
     assert [(e.name, dict(e.attributes)) for e in scope_span.events] == [
-        ("airlock.intent", {"airlock.intent.name": "send_email", "airlock.intent.outcome": "dispatched",
-                            "airlock.intent.origin": "POST /orders/42/pay"}),
-        ("airlock.intent", {"airlock.intent.name": "send_email", "airlock.intent.outcome": "dropped",
-                            "airlock.intent.origin": "POST /orders/42/pay"}),
+        (
+            "airlock.intent",
+            {
+                "airlock.intent.name": "send_email",
+                "airlock.intent.outcome": "dispatched",
+                "airlock.intent.origin": "POST /orders/42/pay",
+            },
+        ),
+        (
+            "airlock.intent",
+            {
+                "airlock.intent.name": "send_email",
+                "airlock.intent.outcome": "dropped",
+                "airlock.intent.origin": "POST /orders/42/pay",
+            },
+        ),
     ]
     (dispatch_span,) = telemetry.finished("airlock.dispatch")
     assert dispatch_span.attributes["airlock.scope.id"] == scope.id
@@ -96,8 +112,11 @@ def test_flush_records_scope_and_dispatch_spans(telemetry: Telemetry) -> None:
     assert dispatch_span.attributes["airlock.intents.names"] == ("send_email",)
     assert dispatch_span.status.status_code == StatusCode.UNSET
     assert dispatch_span.end_time >= dispatch_span.start_time
-    assert telemetry.counts() == {("send_email", "dispatched"): 1, ("send_email", "dropped"): 1,
-                                  ("send_email", "succeeded"): 1}
+    assert telemetry.counts() == {
+        ("send_email", "dispatched"): 1,
+        ("send_email", "dropped"): 1,
+        ("send_email", "succeeded"): 1,
+    }
     (duration,) = telemetry.points("airlock.dispatch.duration")
     assert duration.count == 1 and duration.attributes == {"airlock.outcome": "succeeded"}
 
@@ -110,8 +129,11 @@ def test_failures_are_recorded_as_errors(telemetry: Telemetry) -> None:
     (span,) = telemetry.finished("airlock.dispatch")
     assert span.status.status_code == StatusCode.ERROR
     assert span.status.description == "1 intent(s) failed: charge"
-    outcomes = [(e.attributes.get("airlock.intent.name"), e.attributes.get("airlock.intent.outcome"))
-                for e in span.events if e.name == "airlock.intent"]
+    outcomes = [
+        (e.attributes.get("airlock.intent.name"), e.attributes.get("airlock.intent.outcome"))
+        for e in span.events
+        if e.name == "airlock.intent"
+    ]
     assert outcomes == [("charge", "failed"), ("send_email", "succeeded")]
     (exception,) = [e for e in span.events if e.name == "exception"]
     assert exception.attributes["exception.type"] == "ConnectionError"
@@ -175,6 +197,57 @@ def test_install_replaces_and_uninstall_stops(telemetry: Telemetry) -> None:
 
 
 def test_core_import_does_not_load_opentelemetry() -> None:
-    code = "import sys, airlock, airlock.testing; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    code = (
+        "import sys, airlock, airlock.testing; print(any(m.startswith('opentelemetry') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+_task_tracer: Any = None  # the test's tracer, while the relay runs
+
+
+def relayed_task(order_id: int) -> None:
+    """Relayed from the outbox: records a span of its own, as an instrumented task body would."""
+    with _task_tracer.start_as_current_span("task body"):
+        pass
+
+
+def test_trace_context_travels_through_the_outbox(telemetry: Telemetry, tmp_path: Any) -> None:
+    global _task_tracer
+    from sqlalchemy.orm import Session
+
+    from airlock.outbox import OutboxScope, Relay, SQLAlchemyStorage
+
+    _task_tracer = telemetry.tracer_provider.get_tracer("task")
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'outbox.db'}")
+    storage.create_table()
+    app_tracer = telemetry.tracer_provider.get_tracer("app")
+    try:
+        with app_tracer.start_as_current_span("POST /orders") as request_span:
+            with Session(storage.engine) as session, session.begin():
+                with airlock.scope(_cls=OutboxScope, session=session):
+                    airlock.enqueue(relayed_task, 42)
+        with Session(storage.engine) as session, session.begin():
+            with airlock.scope(_cls=OutboxScope, session=session):
+                airlock.enqueue(relayed_task, 43)  # no span current: nothing carried
+        assert trace.get_current_span() is trace.INVALID_SPAN  # the relay runs outside the request
+        Relay(storage, idle_max=0.05).run(until_idle=True, handle_signals=False)
+    finally:
+        _task_tracer = None
+        storage.drop_table()
+        storage.close()
+    request = request_span.get_span_context()
+    relay_spans = telemetry.finished("airlock.relay relayed_task")
+    assert len(relay_spans) == 1
+    (relay_span,) = relay_spans
+    assert relay_span.kind == trace.SpanKind.CONSUMER
+    assert relay_span.context.trace_id == request.trace_id and relay_span.parent.span_id == request.span_id
+    assert [(link.context.trace_id, link.context.span_id) for link in relay_span.links] == [
+        (request.trace_id, request.span_id)
+    ]
+    bodies = telemetry.finished("task body")
+    assert len(bodies) == 2  # both rows ran
+    traced = [b for b in bodies if b.parent is not None]
+    assert len(traced) == 1 and traced[0].parent.span_id == relay_span.context.span_id
+    assert traced[0].context.trace_id == request.trace_id

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from outbox_helpers import fresh_storage
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from airlock.outbox import SQLAlchemyStorage
@@ -17,19 +16,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'outbox.db'}"
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
-
-
-@contextmanager
-def fresh_storage(url: str) -> Iterator[SQLAlchemyStorage]:
-    """A fresh outbox table (``airlock_outbox_<random>``) in the database at ``url``, dropped after."""
-    storage = SQLAlchemyStorage.from_url(url, f"airlock_outbox_{uuid.uuid4().hex[:10]}")
-    storage.create_table()
-    try:
-        yield storage
-    finally:
-        storage.close()
-        storage.drop_table()
-        storage.engine.dispose()
 
 
 @pytest.fixture
@@ -59,3 +45,17 @@ def orders(storage: SQLAlchemyStorage) -> Iterator[Table]:
         yield table
     finally:
         table.drop(storage.engine)
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def django_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test database with the outbox app migrated into it (``manage.py migrate``), cleaned up after."""
+    from django_outbox_procs import drop_outbox_tables, run
+
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    drop_outbox_tables(url)
+    run(url, "-m", "django", "migrate", "airlock_outbox", "-v", "0")
+    try:
+        yield url
+    finally:
+        drop_outbox_tables(url)

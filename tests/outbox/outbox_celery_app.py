@@ -9,8 +9,8 @@ from typing import Any
 import redis
 from celery import Celery
 
-BROKER = os.environ.get("AIRLOCK_OUTBOX_BROKER", "redis://127.0.0.1:6379/8")
-RESULTS = os.environ.get("AIRLOCK_OUTBOX_RESULTS", "redis://127.0.0.1:6379/9")
+BROKER = os.environ.get("AIRLOCK_OUTBOX_BROKER", "redis://127.0.0.1:6379/11")
+RESULTS = os.environ.get("AIRLOCK_OUTBOX_RESULTS", "redis://127.0.0.1:6379/11")
 QUEUE = os.environ.get("AIRLOCK_OUTBOX_QUEUE", "airlock-outbox-e2e")
 RESULTS_KEY = f"{QUEUE}:results"
 
@@ -21,7 +21,11 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # Fail a publish to a dead broker at once (kombu would reconnect for seconds).
     broker_transport_options={
-        "socket_connect_timeout": 2, "socket_timeout": 5, "max_retries": 1, "interval_start": 0, "interval_step": 0.1,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.1,
     },  # fmt: skip
     worker_hijack_root_logger=False,
 )

@@ -78,3 +78,33 @@ def log_executor(intent: Intent) -> None:
 
 # The relay tests publish through the library's own celery executor.
 from airlock.integrations.executors.celery import celery_executor  # noqa: E402,F401
+
+# -- tasks that raise what is not an Exception, or end the process ------------------
+
+
+def exits(n: int) -> None:
+    raise SystemExit(n)
+
+
+def interrupts(n: int) -> None:
+    raise KeyboardInterrupt(f"interrupted {n}")
+
+
+def cancelled(n: int) -> None:
+    import asyncio
+
+    raise asyncio.CancelledError(f"cancelled {n}")
+
+
+def kill_own_process(n: int) -> None:
+    """Ends the relay that runs it, as a segfaulting extension or an OOM kill would."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def log_label(intent: Intent) -> None:
+    """Executor: append the intent's ``label`` to labels.log next to $AIRLOCK_OUTBOX_LOG."""
+    path = Path(os.environ["AIRLOCK_OUTBOX_LOG"]).with_name("labels.log")
+    with open(path, "a") as log:
+        log.write(f"{intent.kwargs['label']}\n")

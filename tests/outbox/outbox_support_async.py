@@ -10,3 +10,8 @@ from outbox_support import seen
 async def arecord(n: int) -> None:
     await asyncio.sleep(0)
     seen.append(("async", n))
+
+
+async def acancelled(n: int) -> None:
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError(f"cancelled {n}")

@@ -1,6 +1,7 @@
 """Through Celery on Redis: a real worker end to end, and a broker that is really down, then back.
 
-Redis DB 8 is the broker, DB 9 the workers' record; queues are ``airlock-outbox-<random>``.
+The broker and the workers' record share the Redis database of $AIRLOCK_TEST_REDIS_URL, under keys
+named after the queue (``airlock-outbox-<random>``); nothing else in it is touched.
 """
 
 from __future__ import annotations
@@ -8,37 +9,29 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+from outbox_helpers import HERE, PYTHON, TcpProxy, subprocess_env
 from sqlalchemy.orm import Session
+from test_outbox_processes import wait_for
 
 import airlock
 from airlock.outbox import OutboxScope, SQLAlchemyStorage
-from outbox_helpers import HERE, PYTHON, subprocess_env
-from test_outbox_processes import wait_for
-
-
-def with_db(url: str, db: int, port: int | None = None) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc if port is None else f"{parts.hostname}:{port}"
-    return urlunsplit((parts.scheme, netloc, f"/{db}", "", ""))
 
 
 @pytest.fixture
 def celery_env(redis_url: str) -> Iterator[dict[str, str]]:
     queue = f"airlock-outbox-{uuid.uuid4().hex[:8]}"
     env = {
-        "AIRLOCK_OUTBOX_BROKER": with_db(redis_url, 8),
-        "AIRLOCK_OUTBOX_RESULTS": with_db(redis_url, 9),
+        "AIRLOCK_OUTBOX_BROKER": redis_url,
+        "AIRLOCK_OUTBOX_RESULTS": redis_url,
         "AIRLOCK_OUTBOX_QUEUE": queue,
     }
     yield env
@@ -124,66 +117,12 @@ def test_end_to_end_through_celery_on_redis(
     assert storage.status().done == 20 and storage.status().pending == 0
 
 
-class FlakyBroker:
-    """A TCP port in front of Redis that is really closed while "down" (connection refused)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._server: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-
-    def up(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen()
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for conn in self._conns:
-            conn.close()
-        self._conns.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-
 def test_broker_down_rows_stay_pending_and_go_out_once_it_is_back(
     storage: SQLAlchemyStorage, db_url: str, redis_url: str, celery_env: dict[str, str], tmp_path: Path
 ) -> None:
     parts = urlsplit(redis_url)
-    broker = FlakyBroker((parts.hostname or "127.0.0.1", parts.port or 6379))
-    env = {**celery_env, "AIRLOCK_OUTBOX_BROKER": with_db(redis_url, 8, port=broker.port)}
+    broker = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    env = {**celery_env, "AIRLOCK_OUTBOX_BROKER": broker.url(redis_url)}
     ids = enqueue_tasks(storage, 5)
     relay = start_relay(
         storage, db_url, env, tmp_path / "relay.err", "--max-attempts", "1000", "--backoff", "0.05",

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from outbox_helpers import HERE, PYTHON, subprocess_env
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from airlock.outbox import SQLAlchemyStorage
-from outbox_helpers import HERE, PYTHON, subprocess_env
 
 DEADLINE = 90.0  # generous: only reached when something is broken
 
@@ -35,9 +35,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
 
 def fill(storage: SQLAlchemyStorage, n: int) -> list[str]:
     """Commit ``n`` rows as an application would, through OutboxScope, in one transaction."""
+    from outbox_support import record
+
     import airlock
     from airlock.outbox import OutboxScope
-    from outbox_support import record
 
     with Session(storage.engine) as session, session.begin():
         with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
@@ -131,7 +132,9 @@ def test_concurrent_relays_dispatch_every_row_exactly_once(
     assert (status.pending, status.in_flight, status.failed, status.dead) == (0, 0, 0, 0)
 
 
-def test_kill_9_of_a_relay_mid_batch_loses_nothing(storage: SQLAlchemyStorage, db_url: str, tmp_path: Path) -> None:
+def test_kill_9_of_a_relay_mid_batch_loses_nothing(
+    storage: SQLAlchemyStorage, db_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "hung"
     ids = fill(storage, 300)
     with relays(storage, db_url, tmp_path) as group:
@@ -199,7 +202,9 @@ def test_kill_9_of_the_application_right_after_commit(
     assert storage.status().done == 5
 
 
-def test_sigterm_stops_after_the_batch_in_hand(storage: SQLAlchemyStorage, db_url: str, tmp_path: Path) -> None:
+def test_sigterm_stops_after_the_batch_in_hand(
+    storage: SQLAlchemyStorage, db_url: str, tmp_path: Path
+) -> None:
     marker = tmp_path / "slow"
     fill(storage, 40)
     with relays(storage, db_url, tmp_path) as group:

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import outbox_support
 import pytest
+from outbox_support import backend_task, poison, record, record_with_id
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import airlock
-import outbox_support
 from airlock.outbox import (
     ORDERING_KEY_OPTION,
     OutboxScope,
@@ -23,7 +24,6 @@ from airlock.outbox import (
     current_outbox_id,
 )
 from airlock.outbox.__main__ import main as cli
-from outbox_support import backend_task, poison, record, record_with_id
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,9 @@ def _clear_seen() -> None:
     outbox_support.seen.clear()
 
 
-def store(storage: SQLAlchemyStorage, *calls: tuple[Any, ...], options: dict[str, Any] | None = None) -> list[str]:
+def store(
+    storage: SQLAlchemyStorage, *calls: tuple[Any, ...], options: dict[str, Any] | None = None
+) -> list[str]:
     """Commit one outbox row per ``(task, *args)`` and return their ids."""
     with Session(storage.engine) as session, session.begin():
         with airlock.scope(_cls=OutboxScope, session=session, table=storage.table) as scope:
@@ -105,7 +107,11 @@ def test_poison_task_is_dead_lettered_and_others_unaffected(
     # The retry waits out its backoff: 10s * jitter in [0.5, 1).
     with storage.engine.connect() as conn:
         due = conn.scalar(select(storage.table.c.available_at).where(storage.table.c.id == ids[1]))
-    assert dt.timedelta(seconds=4.5) < due - dt.datetime.now(dt.UTC).replace(tzinfo=None) < dt.timedelta(seconds=10)
+    assert (
+        dt.timedelta(seconds=4.5)
+        < due - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        < dt.timedelta(seconds=10)
+    )
     assert r.run_once() == 0  # not due yet
     for attempt in (2, 3):
         make_due(storage)
@@ -133,7 +139,7 @@ def test_backoff_doubles_up_to_the_cap(storage: SQLAlchemyStorage) -> None:
             due = conn.scalar(select(storage.table.c.available_at).where(storage.table.c.id == row_id))
         waits.append((due - before).total_seconds())
     # attempt n waits min(5, 2 * 2**(n-1)) scaled into [0.5, 1): 2, 4, 5, 5
-    for wait, nominal in zip(waits, [2, 4, 5, 5]):
+    for wait, nominal in zip(waits, [2, 4, 5, 5], strict=True):
         assert nominal * 0.5 <= wait < nominal + 0.5
 
 
@@ -213,9 +219,9 @@ def test_batch_past_its_lease_is_handed_back(storage: SQLAlchemyStorage) -> None
 
     def slow(intent: airlock.Intent) -> None:
         intent.task(*intent.args, **intent.kwargs)
-        time.sleep(0.25)
+        time.sleep(0.85)
 
-    r = relay(storage, slow, lease=0.3)
+    r = relay(storage, slow, lease=1.0)  # publishing stops at 0.8 s: after the first row
     assert r.run_once() == 2
     st = states(storage)
     assert st[ids[0]][:2] == ("done", 1) and st[ids[1]][:2] == ("pending", 0)
@@ -299,7 +305,7 @@ def test_cli_init_status_prune_retry(db_url: str, capsys: pytest.CaptureFixture[
         assert cli(["retry", "--url", db_url, "--table", name, ids[1]]) == 0
         assert "1 row(s) back to pending" in capsys.readouterr().out
         assert cli(["prune", "--url", db_url, "--table", name, "--older-than", "0"]) == 0
-        assert "pruned 1 done row(s)" in capsys.readouterr().out
+        assert "pruned 1 done/dead row(s)" in capsys.readouterr().out
         assert set(states(storage)) == {ids[1]}
         with pytest.raises(SystemExit):
             cli(["relay", "--url", db_url, "--executor", "no.such:executor"])
@@ -362,3 +368,58 @@ def test_notify_wakes_an_idle_relay_at_once(pg_storage: SQLAlchemyStorage) -> No
         r.stop()
         thread.join(timeout=10)
     assert outbox_support.seen == [(1, "")] and r.stats.notified == 1
+
+
+def test_dead_rows_are_pruned_after_their_own_retention(storage: SQLAlchemyStorage) -> None:
+    ids = store(storage, (record, 1), (poison, 2), (poison, 3))
+    relay(storage, max_attempts=1).run(until_idle=True, handle_signals=False)
+    assert storage.status().dead == 2
+    with storage.engine.begin() as conn:
+        old = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=31)
+        conn.execute(update(storage.table).where(storage.table.c.id == ids[1]).values(done_at=old))
+    assert storage.prune(None) == 0  # dead rows are kept unless asked
+    assert storage.prune(None, dead_older_than=30 * 24 * 3600) == 1
+    assert set(states(storage)) == {ids[0], ids[2]}
+    # The relay prunes them on its schedule when given a dead retention; a retried row is not dead any more.
+    assert storage.retry([ids[2]]) == 1
+    r = relay(storage, max_attempts=1, retention=None, dead_retention=0.0, prune_every=0.0)
+    r.run(until_idle=True, handle_signals=False)
+    assert set(states(storage)) == {ids[0]} and r.stats.pruned == 1
+
+
+def test_pruning_drops_ordering_keys_with_nothing_left_to_order(storage: SQLAlchemyStorage) -> None:
+    from sqlalchemy import func
+
+    store(storage, (record, 1), options={ORDERING_KEY_OPTION: "a"})
+    store(storage, (record, 2), options={ORDERING_KEY_OPTION: "b"})
+    _, claimed = storage.claim(1, lease=60)  # "a" stays in flight
+    relay(storage).run_once()
+    with storage.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(storage.keys)) == 2
+    assert storage.prune(0) == 1  # b's row, done
+    with storage.engine.connect() as conn:
+        assert list(conn.scalars(select(storage.keys.c.ordering_key))) == ["a"]
+    assert [c.ordering_key for c in claimed] == ["a"]
+
+
+def test_cli_names_the_package_of_a_missing_driver(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    for module in ("MySQLdb", "pymysql"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if neither were installed
+    with pytest.raises(SystemExit) as exit_:
+        cli(["status", "--url", "mysql://root@127.0.0.1/db"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert (
+        'no database driver for mysql:// URLs is installed: pip install "PyMySQL" or pip install "mysqlclient"'
+        in err
+    )
+    with pytest.raises(SystemExit):
+        cli(["relay", "--url", "postgresql+pg8000://u@127.0.0.1/db"])
+    assert 'needs the pg8000 driver, which is not installed: pip install "pg8000"' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["status", "--url", "nonsense://x"])
+    assert "--url 'nonsense://x'" in capsys.readouterr().err

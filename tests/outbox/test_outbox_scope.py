@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from outbox_support import backend_task, record
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,6 @@ from airlock.outbox import (
     OutboxSerializationError,
     SQLAlchemyStorage,
 )
-from outbox_support import backend_task, record
 
 
 def rows(storage: SQLAlchemyStorage) -> list[Any]:
@@ -209,6 +209,15 @@ class NotJson:
         ((NotJson(),), {}, None, r"argument 0 <.*NotJson object.*> is not JSON"),
         ((1,), {}, {"eta": dt.datetime(2024, 1, 1)}, r"record: dispatch option 'eta'"),
         ((1,), {}, {ORDERING_KEY_OPTION: 5}, r"'outbox_ordering_key' must be a non-empty string"),
+        (("caf\udce9",), {}, None, r"record: argument 0 'caf\\udce9' holds a string that cannot be encoded"),
+        ((1,), {"label": ["ok", {"k": "\ud800"}]}, None, r"keyword argument 'label' .* cannot be encoded"),
+        ((1,), {}, {"queue": "q\udc80"}, r"dispatch option 'queue' .* cannot be encoded as UTF-8"),
+        (
+            (1,),
+            {},
+            {ORDERING_KEY_OPTION: "k\udc80"},
+            r"dispatch option 'outbox_ordering_key' .* cannot be encoded",
+        ),
     ],
 )
 def test_unstorable_arguments_fail_at_enqueue(
@@ -255,9 +264,55 @@ def test_table_is_alembic_friendly(storage: SQLAlchemyStorage) -> None:
     outbox_table(metadata, storage.table.name)  # added to the application's own metadata
     with storage.engine.connect() as conn:
         name = storage.table.name
-        only_ours = {"compare_type": True, "include_name": lambda n, kind, _: kind != "table" or n == name}
+        only_ours = {
+            "compare_type": True,
+            "include_name": lambda n, kind, _: kind != "table" or n in (name, f"{name}_keys"),
+        }
         context = MigrationContext.configure(conn, opts=only_ours)
         assert compare_metadata(context, metadata) == []  # what `init` created is what autogenerate expects
         empty = MigrationContext.configure(conn, opts={"include_name": lambda *a: False})
     code = render_python_code(produce_migrations(empty, metadata).upgrade_ops)
     assert f"op.create_table('{storage.table.name}'" in code and "sa.Column('ordering_key'" in code
+
+
+def test_surrogate_in_origin_fails_at_enqueue(tmp_path: Any) -> None:
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'o.db'}")
+    with Session(storage.engine) as session, airlock.scope(_cls=OutboxScope, session=session):
+        with pytest.raises(OutboxSerializationError, match=r"record: the origin holds a string that cannot"):
+            airlock.enqueue(record, 1, _origin="/orders/\udcff")
+
+
+MAIN_SCRIPT = """
+import sys
+from sqlalchemy.orm import Session
+import airlock
+from airlock.outbox import OutboxScope, SQLAlchemyStorage
+
+def send_receipt(order_id):  # lives in __main__: no other process can import it
+    pass
+
+storage = SQLAlchemyStorage.from_url(sys.argv[1])
+storage.create_table()
+with Session(storage.engine) as session, session.begin():
+    with airlock.scope(_cls=OutboxScope, session=session):
+        try:
+            airlock.enqueue(send_receipt, 1)
+        except airlock.outbox.OutboxSerializationError as exc:
+            print("refused:", exc)
+"""
+
+
+def test_task_defined_in_main_fails_at_enqueue(tmp_path: Any) -> None:
+    import subprocess
+
+    from outbox_helpers import PYTHON, subprocess_env
+
+    done = subprocess.run(
+        [PYTHON, "-c", MAIN_SCRIPT, f"sqlite:///{tmp_path / 'o.db'}"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "refused: the outbox cannot store the task <function send_receipt" in done.stdout
+    assert "defined in __main__" in done.stdout and "move it into a module" in done.stdout
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'o.db'}")
+    assert rows(storage) == []

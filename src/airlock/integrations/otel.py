@@ -29,25 +29,34 @@ Scope ids and origins (request paths with ids in them) would make metric
 series unbounded, so metrics carry them only if you ask:
 ``install(origin_in_metrics=True)``. Spans always carry both.
 
+Through the durable outbox, the trace context travels with the intent: an
+intent enqueued into an outbox scope stores the current W3C ``traceparent``
+(and ``tracestate``, through the globally configured propagator) in its row,
+and the relay runs the row inside an ``airlock.relay <task name>`` span
+(kind CONSUMER) that continues that trace and links to the enqueuing span, so
+the relayed task's own spans hang under the request that asked for it.
+
 This module imports OpenTelemetry at its top; ``import airlock`` never does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ._extras import requires
 
 with requires("otel"):
-    from opentelemetry import metrics, trace
-    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry import metrics, propagate, trace
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 import airlock
 from airlock import DispatchEvent, Intent, ScopeEndEvent
+from airlock.outbox import _carriers
 
-__all__ = ["OpenTelemetryObserver", "install", "uninstall"]
+__all__ = ["OpenTelemetryObserver", "OutboxTraceCarrier", "install", "uninstall"]
 
 _installed: list[OpenTelemetryObserver] = []
 
@@ -65,11 +74,15 @@ class OpenTelemetryObserver:
         self.tracer = trace.get_tracer("airlock", airlock.__version__, tracer_provider)
         meter = metrics.get_meter("airlock", airlock.__version__, meter_provider)
         self.intents = meter.create_counter(
-            "airlock.intents", unit="{intent}", description="Intents by outcome: dispatched, dropped, "
-            "captured (at scope end), succeeded, failed (when run)"
+            "airlock.intents",
+            unit="{intent}",
+            description="Intents by outcome: dispatched, dropped, "
+            "captured (at scope end), succeeded, failed (when run)",
         )
         self.duration = meter.create_histogram(
-            "airlock.dispatch.duration", unit="s", description="Time an executor took to run a batch of intents"
+            "airlock.dispatch.duration",
+            unit="s",
+            description="Time an executor took to run a batch of intents",
         )
         self.origin_in_metrics = origin_in_metrics
 
@@ -132,6 +145,34 @@ class OpenTelemetryObserver:
         self.duration.record(event.duration, duration_attributes)
 
 
+class OutboxTraceCarrier:
+    """Carries the trace context through the outbox (see the module docs); registered by :func:`install`."""
+
+    name = "otel"
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def capture(self) -> dict[str, str] | None:
+        carried: dict[str, str] = {}
+        propagate.inject(carried)
+        return carried if "traceparent" in carried else None
+
+    @contextmanager
+    def restore(self, carried: dict[str, str], task_name: str) -> Iterator[object]:
+        context = propagate.extract(carried)
+        enqueued_by = trace.get_current_span(context).get_span_context()
+        links = [Link(enqueued_by, {"airlock.link": "enqueued_by"})] if enqueued_by.is_valid else []
+        with self.tracer.start_as_current_span(
+            f"airlock.relay {task_name}",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={"airlock.intent.name": task_name},
+        ) as span:
+            yield span
+
+
 def _intent_attributes(intent: Intent, outcome: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {"airlock.intent.name": intent.name, "airlock.intent.outcome": outcome}
     if intent.origin is not None:
@@ -157,6 +198,7 @@ def install(
     )
     airlock.add_observer(observer)
     _installed.append(observer)
+    _carriers.add_carrier(OutboxTraceCarrier(observer.tracer))
     return observer
 
 
@@ -164,3 +206,4 @@ def uninstall() -> None:
     """Stop recording (no error if :func:`install` was not called)."""
     while _installed:
         airlock.remove_observer(_installed.pop())
+    _carriers.remove_carrier(OutboxTraceCarrier.name)

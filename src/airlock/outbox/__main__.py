@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     relay = sub.add_parser("relay", help="dispatch committed rows through an executor until stopped")
     common(relay)
-    relay.add_argument("--executor", type=_import, default=None, help="dotted path to the executor (default: sync)")
+    relay.add_argument(
+        "--executor", type=_import, default=None, help="dotted path to the executor (default: sync)"
+    )
     relay.add_argument("--batch-size", type=int, default=100)
     relay.add_argument("--lease", type=float, default=60.0, help="seconds a claimed batch stays leased")
     relay.add_argument("--max-attempts", type=int, default=10, help="attempts before a row is dead")
@@ -56,7 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument("--backoff-cap", type=float, default=300.0, help="longest retry delay in seconds")
     relay.add_argument("--idle-max", type=float, default=5.0, help="longest poll interval when idle")
     relay.add_argument(
-        "--retention", type=float, default=7 * 24 * 3600.0, help="prune done rows older than this (seconds; 0: never)"
+        "--retention",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="prune done rows older than this (seconds; 0: never)",
+    )
+    relay.add_argument(
+        "--dead-retention",
+        type=float,
+        default=0,
+        help="prune dead rows dead longer than this (seconds; 0: keep)",
     )
     relay.add_argument("--until-idle", action="store_true", help="exit once nothing is left to claim")
     relay.add_argument("--log-level", default="INFO")
@@ -71,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help="delete done rows older than --older-than seconds")
     common(prune)
     prune.add_argument("--older-than", type=float, required=True)
+    prune.add_argument("--dead-older-than", type=float, default=None, help="also delete rows dead this long")
 
     retry = sub.add_parser("retry", help="put dead rows back to pending")
     common(retry)
@@ -78,12 +90,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from ._relay import Relay
-    from ._storage import SQLAlchemyStorage
+def _storage(parser: argparse.ArgumentParser, url: str, table: str | None) -> Any:
+    try:
+        from ._storage import MissingDriverError, SQLAlchemyStorage
+    except ImportError as exc:  # SQLAlchemy itself is missing
+        parser.exit(
+            2,
+            f'{parser.prog}: error: the outbox CLI needs SQLAlchemy ({exc}): pip install "airlock-py[sqlalchemy]"\n',
+        )
+    try:
+        return SQLAlchemyStorage.from_url(url, table)
+    except MissingDriverError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except Exception as exc:  # a malformed URL, an unknown dialect
+        parser.exit(2, f"{parser.prog}: error: --url {url!r}: {exc}\n")
 
-    storage = SQLAlchemyStorage.from_url(args.url, args.table)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from ._relay import Relay
+
+    storage = _storage(parser, args.url, args.table)
     try:
         if args.command == "init":
             storage.create_table()
@@ -96,12 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, value in counts.items():
                     print(f"{key:>10}: {value if value is not None else '-'}")
         elif args.command == "prune":
-            print(f"pruned {storage.prune(args.older_than)} done row(s)")
+            print(f"pruned {storage.prune(args.older_than, args.dead_older_than)} done/dead row(s)")
         elif args.command == "retry":
             print(f"{storage.retry(list(args.ids))} row(s) back to pending")
         else:
             logging.basicConfig(
-                level=args.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+                level=args.log_level.upper(),
+                format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
             )
             relay = Relay(
                 storage,
@@ -113,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backoff_cap=args.backoff_cap,
                 idle_max=args.idle_max,
                 retention=args.retention or None,
+                dead_retention=args.dead_retention or None,
             )
             relay.run(until_idle=args.until_idle)
     finally:

@@ -52,6 +52,7 @@ class ClaimedRow(NamedTuple):
     ordering_key: str | None
     origin: str | None
     attempts: int
+    context: str | None = None
 
 
 class Failure(NamedTuple):
@@ -107,13 +108,17 @@ class OutboxStorage(Protocol):
         ...
 
     def finish(self, token: str, done: list[str], failed: list[Failure], released: list[str]) -> None:
-        """Record, in one transaction, the outcome of a claim (only rows still held by ``token``)."""
+        """Record, in one transaction, the outcome of a claim (only rows still held by ``token``).
+
+        Every row of the claim is in exactly one of the three lists.
+        """
         ...
 
     def status(self) -> OutboxStatus: ...
 
-    def prune(self, older_than: float) -> int:
-        """Delete done rows finished more than ``older_than`` seconds ago; return how many."""
+    def prune(self, older_than: float | None, dead_older_than: float | None = None) -> int:
+        """Delete done rows finished more than ``older_than`` seconds ago, and dead rows dead more than
+        ``dead_older_than`` seconds ago (``None``: keep them); return how many."""
         ...
 
     def wait(self, timeout: float) -> bool:

@@ -16,8 +16,8 @@ leaves the table only as ``done`` (pruned later) or ``dead`` (kept).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextvars
+import datetime as dt
 import inspect
 import logging
 import random
@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from .._intent import Intent
+from .._intent import Intent, is_coroutine_task
+from .._lifecycle import Scope
+from ._carriers import restored_context
 from ._model import ClaimedRow, Failure, OutboxStorage, utcnow
 from ._serialize import deserialize, resolve_task
 
@@ -64,8 +66,14 @@ class RelayStats:
     started: float = field(default_factory=time.monotonic)
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+def _producer_pool_of(task: Any) -> Any:
+    """The Celery app whose producer a batch can share, for a Celery task object (else None)."""
+    app = getattr(task, "app", None)
+    return app if callable(getattr(app, "producer_or_acquire", None)) else None
+
+
+def _is_celery_executor(executor: Any) -> bool:
+    return getattr(executor, "__module__", None) == "airlock.integrations.executors.celery"
 
 
 def _accepts_outbox_id(task: Callable[..., Any]) -> bool:
@@ -86,8 +94,19 @@ class Relay:
       ``max_attempts`` attempts.
     - When idle, the relay waits ``idle_min`` seconds, doubling up to
       ``idle_max``; a PostgreSQL NOTIFY from a committing scope wakes it at once.
-    - Done rows older than ``retention`` seconds are pruned every
-      ``prune_every`` seconds (``retention=None``: never).
+    - Done rows older than ``retention`` seconds, and dead rows dead for more
+      than ``dead_retention`` seconds, are pruned every ``prune_every``
+      seconds (``None``: never; dead rows are kept by default).
+    - A task that raises anything, ``BaseException`` included (``SystemExit``,
+      ``KeyboardInterrupt``, ``CancelledError``), is a failed attempt. A row
+      claimed again after ``max_attempts`` attempts (its relay died while
+      sending it, e.g. the task killed the process) is dead-lettered without
+      being sent again: no crash loop.
+    - A lost database connection or a database restart never ends the relay:
+      the cycle is retried with backoff (0.1 s doubling to ``idle_max``,
+      at least 5 s) until the database answers again.
+    - With the Celery executor, each batch publishes through one producer
+      (one broker connection) instead of acquiring one per row.
     - The row id reaches the task as its idempotency key: as the Celery task id
       (``task_id`` dispatch option) for task objects with ``apply_async``; as
       the ``airlock_outbox_id`` keyword argument for callables that declare
@@ -107,6 +126,7 @@ class Relay:
         idle_min: float = 0.05,
         idle_max: float = 5.0,
         retention: float | None = 7 * 24 * 3600.0,
+        dead_retention: float | None = None,
         prune_every: float = 600.0,
     ) -> None:
         if executor is None:
@@ -131,10 +151,15 @@ class Relay:
         self.idle_min = min(idle_min, idle_max)
         self.idle_max = idle_max
         self.retention = retention
+        self.dead_retention = dead_retention
         self.prune_every = prune_every
         self.stats = RelayStats()
         self._stopping = threading.Event()
-        self._tasks: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._tasks: dict[str, tuple[Callable[..., Any], bool, bool, bool]] = {}
+        # Never entered: the relay borrows the core's per-intent dispatch hooks,
+        # so a row runs exactly as a flush would run it.
+        self._runner = Scope(executor=executor)
+        self._share_producer = _is_celery_executor(executor)
 
     # -- control -------------------------------------------------------------
 
@@ -174,14 +199,22 @@ class Relay:
         except Exception:
             logger.exception("airlock.outbox: could not start listening; polling")
         logger.info("airlock.outbox: relay started (batch %d, lease %.1fs)", self.batch_size, self.lease)
+        error_wait = 0.0
         while not self._stopping.is_set():
             try:
                 handled = self.run_once()
+                error_wait = 0.0
             except Exception:
-                logger.exception("airlock.outbox: relay cycle failed; retrying in %.1fs", idle)
-                handled = 0
+                # The database is unreachable or restarting (or the storage hit
+                # a bug): never end the process; back off and try again.
+                error_wait = min(max(self.idle_max, 5.0), error_wait * 2 or 0.1)
+                logger.exception("airlock.outbox: relay cycle failed; retrying in %.1fs", error_wait)
+                self._recover()
+                self._sleep(error_wait)
+                continue
             now = time.monotonic()
-            if self.retention is not None and now - last_prune >= self.prune_every:
+            pruning = self.retention is not None or self.dead_retention is not None
+            if pruning and now - last_prune >= self.prune_every:
                 last_prune = now
                 self._prune()
             if now - last_log >= 60:
@@ -203,20 +236,36 @@ class Relay:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if self.storage.wait(min(left, 0.5)):
+            try:
+                woken = self.storage.wait(min(left, 0.5))
+            except Exception:
+                logger.warning("airlock.outbox: waiting for new rows failed; polling", exc_info=True)
+                self._sleep(min(left, 0.5))
+                continue
+            if woken:
                 self.stats.notified += 1
                 return
 
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _recover(self) -> None:
+        recover = getattr(self.storage, "recover", None)
+        if recover is not None:
+            try:
+                recover()
+            except Exception:
+                logger.warning("airlock.outbox: resetting the storage's connections failed", exc_info=True)
+
     def _prune(self) -> None:
-        assert self.retention is not None
         try:
-            pruned = self.storage.prune(self.retention)
+            pruned = self.storage.prune(self.retention, self.dead_retention)
         except Exception:
-            logger.exception("airlock.outbox: pruning done rows failed")
+            logger.exception("airlock.outbox: pruning done/dead rows failed")
             return
         self.stats.pruned += pruned
         if pruned:
-            logger.info("airlock.outbox: pruned %d done row(s)", pruned)
+            logger.info("airlock.outbox: pruned %d done/dead row(s)", pruned)
 
     def _log_stats(self) -> None:
         s = self.stats
@@ -243,21 +292,52 @@ class Relay:
         done: list[str] = []
         failed: list[Failure] = []
         released: list[str] = []
-        for row in rows:
-            if time.monotonic() > deadline:
-                released.append(row.id)
-                continue
-            error = self._dispatch(row)
-            if error is None:
-                done.append(row.id)
-            else:
-                failed.append(self._failure(row, error))
+        with self._batch() as producers:
+            for row in rows:
+                if row.attempts > self.max_attempts:
+                    # Claimed once more than allowed: the relay that made the last
+                    # attempt died while sending (e.g. the task killed it). Never again.
+                    failed.append(self._dead_in_flight(row))
+                    continue
+                if time.monotonic() > deadline:
+                    released.append(row.id)
+                    continue
+                error = self._dispatch(row, producers)
+                if error is None:
+                    done.append(row.id)
+                else:
+                    failed.append(self._failure(row, error))
         self._finish(token, done, failed, released)
         self.stats.dispatched += len(done)
         self.stats.released += len(released)
         if released:
-            logger.warning("airlock.outbox: lease nearly over; handed back %d row(s) unpublished", len(released))
+            logger.warning(
+                "airlock.outbox: lease nearly over; handed back %d row(s) unpublished", len(released)
+            )
         return len(rows)
+
+    @contextmanager
+    def _batch(self) -> Iterator[dict[int, Any]]:
+        """Producers shared by one batch (Celery: one per app), released when the batch ends."""
+        producers: dict[int, Any] = {}
+        try:
+            yield producers
+        finally:
+            for context, _ in producers.values():
+                try:
+                    context.__exit__(None, None, None)
+                except Exception:  # pragma: no cover - a broken connection goes back to the pool
+                    logger.warning("airlock.outbox: releasing a producer failed", exc_info=True)
+
+    def _producer(self, task: Any, producers: dict[int, Any]) -> Any:
+        app = _producer_pool_of(task)
+        if app is None:
+            return None
+        found = producers.get(id(app))
+        if found is None:
+            context = app.producer_or_acquire()
+            found = producers[id(app)] = (context, context.__enter__())
+        return found[1]
 
     def _finish(self, token: str, done: list[str], failed: list[Failure], released: list[str]) -> None:
         # The rows are published: try hard to record it, or they will be
@@ -270,38 +350,69 @@ class Relay:
             except Exception:
                 if delay > self.lease / 2:
                     raise
-                logger.warning("airlock.outbox: recording a batch failed; retrying in %.1fs", delay, exc_info=True)
+                logger.warning(
+                    "airlock.outbox: recording a batch failed; retrying in %.1fs", delay, exc_info=True
+                )
                 time.sleep(delay)
                 delay *= 2
 
-    def _resolve(self, ref: str) -> tuple[Callable[..., Any], bool, bool]:
+    def _resolve(self, ref: str) -> tuple[Callable[..., Any], bool, bool, bool]:
         found = self._tasks.get(ref)
         if found is None:
             task = resolve_task(ref)
-            found = self._tasks[ref] = (task, hasattr(task, "apply_async"), _accepts_outbox_id(task))
+            found = self._tasks[ref] = (
+                task,
+                hasattr(task, "apply_async"),
+                _accepts_outbox_id(task),
+                is_coroutine_task(task),
+            )
         return found
 
-    def _dispatch(self, row: ClaimedRow) -> BaseException | None:
+    def _run(self, intent: Intent, is_coroutine: bool) -> None:
+        if is_coroutine:
+            asyncio.run(self._runner._adispatch_one(intent))  # the relay awaits coroutine tasks
+        else:
+            self._runner._dispatch_one(intent)
+
+    def _dispatch(self, row: ClaimedRow, producers: dict[int, Any]) -> BaseException | None:
         try:
-            task, is_celery, wants_id = self._resolve(row.task)
+            task, is_celery, wants_id, is_coroutine = self._resolve(row.task)
             args, kwargs, options = deserialize(row.args, row.kwargs, row.options)
             if wants_id:
                 kwargs[OUTBOX_ID_KWARG] = row.id
             if is_celery:
                 options.setdefault("task_id", row.id)
+                if self._share_producer and "producer" not in options:
+                    # Only for this call: the intent is built here and dropped after it.
+                    producer = self._producer(task, producers)
+                    if producer is not None:
+                        options["producer"] = producer
             intent = Intent(
                 task, tuple(args), kwargs, name=row.name, origin=row.origin, dispatch_options=options or None
             )
             reset = _current_id.set(row.id)
             try:
-                result = self.executor(intent)
-                if result is not None and inspect.isawaitable(result):
-                    asyncio.run(_await(result))
+                if row.context:
+                    with restored_context(row.context, row.name):
+                        self._run(intent, is_coroutine)
+                else:
+                    self._run(intent, is_coroutine)
             finally:
                 _current_id.reset(reset)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - any exception a task raises is a failed attempt
             return exc
         return None
+
+    def _dead_in_flight(self, row: ClaimedRow) -> Failure:
+        self.stats.dead += 1
+        text = (
+            f"dead-lettered: its relay died while sending it on attempt {row.attempts - 1} of {self.max_attempts} "
+            "(e.g. the task ended the process); not sent again"
+        )
+        logger.error(
+            "airlock.outbox: %s (row %s) %s", row.name, row.id, text, extra={"airlock_outbox_id": row.id}
+        )
+        return Failure(row.id, text, None)
 
     def _failure(self, row: ClaimedRow, error: BaseException) -> Failure:
         text = "".join(traceback.format_exception_only(error)).strip()

@@ -1,4 +1,4 @@
-"""``OutboxScope``: the outbox on a SQLAlchemy ``Session``."""
+"""``OutboxScope``: the outbox on a SQLAlchemy ``Session`` (or ``AsyncSession``)."""
 
 from __future__ import annotations
 
@@ -6,86 +6,355 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, insert, text
-from sqlalchemy.orm import Session, SessionTransaction
+from ..integrations._extras import requires
 
+with requires("sqlalchemy"):
+    from sqlalchemy import Table, event, insert, text
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.orm import Session, SessionTransaction
+
+from .._errors import UsageError
 from .._intent import Intent
-from .._policies import PolicyProtocol
-from ._base import BaseOutboxScope
+from .._lifecycle import _EXITED
+from .._protocols import Policy
+from ._base import COMMITTED, OPEN, BaseOutboxScope
+from ._table import keys_table
 from ._table import table as default_table
+
+try:  # the asyncio extension needs greenlet, which sync-only installs may lack
+    from sqlalchemy.ext.asyncio import AsyncSession
+except ImportError:  # pragma: no cover - exercised only without greenlet
+    AsyncSession = None  # type: ignore[assignment,misc]
 
 __all__ = ["OutboxScope"]
 
-_ROLLBACKS_KEY = "airlock_outbox_rolled_back"
+_STATE_KEY = "airlock_outbox"
 
 
-def _rolled_back(session: Session) -> weakref.WeakSet[SessionTransaction]:
-    """The transactions of ``session`` that rolled back (tracked once per session)."""
-    found = session.info.get(_ROLLBACKS_KEY)
-    if found is None:
-        found = session.info[_ROLLBACKS_KEY] = weakref.WeakSet()
+class _Tie:
+    """The transaction an intent was made in: the chain of (nested) transactions open at enqueue.
 
-        def remember(session: Session, previous_transaction: SessionTransaction) -> None:
-            found.add(previous_transaction)
+    ``chain`` is None while the session had no transaction at enqueue; the
+    next root transaction begun on the session adopts it (SPEC §5.5).
+    """
 
-        event.listen(session, "after_soft_rollback", remember)
-    return found
+    __slots__ = ("chain", "state")
+
+    def __init__(self, chain: tuple[SessionTransaction, ...] | None, state: _SessionState) -> None:
+        self.chain = chain
+        self.state = state
+
+    @property
+    def root(self) -> SessionTransaction | None:
+        return self.chain[-1] if self.chain else None
+
+    def alive(self) -> bool:
+        """False once the transaction (or a savepoint of it) rolled back, or ended without committing."""
+        chain = self.chain
+        if chain is None:
+            return True
+        state = self.state
+        if any(t in state.rolled_back for t in chain):
+            return False
+        root = chain[-1]
+        return root in state.committed or root is state.current()
+
+
+class _SessionState:
+    """What the outbox follows on one session: rolled back / committed transactions, open scopes.
+
+    Kept in ``session.info`` of the sessions an outbox scope is used with.
+    SQLAlchemy calls it through listeners registered once on the ``Session``
+    class (:func:`_listen`), which return at once for every other session:
+    registering four listeners on each new session would cost more than the
+    whole flush.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = weakref.ref(session)
+        self.rolled_back: weakref.WeakSet[SessionTransaction] = weakref.WeakSet()
+        self.committed: weakref.WeakSet[SessionTransaction] = weakref.WeakSet()
+        self.scopes: weakref.WeakSet[OutboxScope] = weakref.WeakSet()
+        self.unbound: list[_Tie] = []
+        self.committing: SessionTransaction | None = None
+
+    def current(self) -> SessionTransaction | None:
+        """The session's open root transaction, if any."""
+        session = self._session()
+        return None if session is None else session.get_transaction()
+
+    @classmethod
+    def of(cls, session: Session) -> _SessionState:
+        found = session.info.get(_STATE_KEY)
+        if found is None:
+            _listen()
+            found = session.info[_STATE_KEY] = cls(session)
+        assert isinstance(found, cls)
+        return found
+
+    def after_soft_rollback(self, session: Session, previous_transaction: SessionTransaction) -> None:
+        self.rolled_back.add(previous_transaction)
+
+    def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None and self.unbound:
+            # Intents made while the session had no transaction belong to the next one begun.
+            for tie in self.unbound:
+                tie.chain = (transaction,)
+            self.unbound.clear()
+
+    def before_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # a savepoint is released: its intents stay with the enclosing transaction
+        root = session.get_transaction()
+        if root is None:  # pragma: no cover - SQLAlchemy commits a transaction
+            return
+        self.committing = root
+        for scope in list(self.scopes):
+            scope._store_committing(root)
+
+    def after_commit(self, session: Session) -> None:
+        if self.committing is not None:
+            self.committed.add(self.committing)
+            self.committing = None
+
+
+_listening = False
+
+
+def _listen() -> None:
+    """Register the outbox's session listeners, once per process, on the ``Session`` class."""
+    global _listening
+    if _listening:
+        return
+
+    def forward(name: str) -> Callable[..., None]:
+        def listener(session: Session, *args: Any) -> None:
+            state = session.info.get(_STATE_KEY)
+            if state is not None:
+                getattr(state, name)(session, *args)
+
+        return listener
+
+    for name in ("after_soft_rollback", "after_transaction_create", "before_commit", "after_commit"):
+        event.listen(Session, name, forward(name))
+    _listening = True
 
 
 class OutboxScope(BaseOutboxScope):
     """Write the intents this scope flushes into the outbox table, through ``session``.
 
-    ``airlock.scope(_cls=OutboxScope, session=session)``: at flush the allowed
-    intents are inserted in the session's current transaction, so they commit
-    or roll back with the business data. An intent enqueued inside a savepoint
-    (``session.begin_nested()``) or a transaction that rolled back before the
-    flush is void and never stored. ``table`` picks another outbox table
-    (default :data:`airlock.outbox.table`). On PostgreSQL the insert also
-    issues ``NOTIFY <table name>``, delivered at commit, so a listening relay
-    wakes at once.
+    ``airlock.scope(_cls=OutboxScope, session=session)``. Each intent is tied,
+    at enqueue, to the session's transaction open at that moment (or, when
+    there is none, the next one begun), and its row is written in that
+    transaction:
+
+    - at this scope's flush, when the transaction is still open then;
+    - at the transaction's commit (SQLAlchemy's ``before_commit``), when it
+      commits while this scope is still open: so ``@airlock.scoped(_cls=OutboxScope, ...)``
+      around a function that commits stores its rows in that very commit.
+
+    An intent made inside a savepoint or transaction that rolled back is void
+    and never stored. ``session`` may be an ``AsyncSession`` (use ``async
+    with``). ``table`` picks another outbox table (default
+    :data:`airlock.outbox.table`). On PostgreSQL the insert also issues
+    ``NOTIFY <table name>``, delivered at commit, so a listening relay wakes
+    at once. Rows with an ordering key lock that key (``<table>_keys``) until
+    the transaction ends, so they are numbered in commit order.
     """
 
-    __slots__ = ("_session", "_table", "_tracked")
+    __slots__ = ("_async_session", "_session", "_state_of_session", "_table")
 
     def __init__(
         self,
-        policy: PolicyProtocol | None = None,
+        policy: Policy | None = None,
         *,
-        session: Session | None = None,
+        session: Session | AsyncSession | None = None,
         table: Table | None = None,
         executor: Callable[[Intent], Any] | None = None,
         origin: str | None = None,
     ) -> None:
-        if not isinstance(session, Session):
+        if AsyncSession is not None and isinstance(session, AsyncSession):
+            self._async_session: AsyncSession | None = session
+            session = session.sync_session
+        elif isinstance(session, Session):
+            self._async_session = None
+        else:
             raise TypeError(
-                f"OutboxScope(session=...) needs the SQLAlchemy Session whose transaction the rows join, "
-                f"got {session!r}"
+                f"OutboxScope(session=...) needs the SQLAlchemy Session (or AsyncSession) whose transaction "
+                f"the rows join, got {session!r}"
             )
         if table is not None and not isinstance(table, Table):
-            raise TypeError(f"OutboxScope(table=...) needs a sqlalchemy.Table (see outbox_table()), got {table!r}")
+            raise TypeError(
+                f"OutboxScope(table=...) needs a sqlalchemy.Table (see outbox_table()), got {table!r}"
+            )
         self._session = session
         self._table = default_table if table is None else table
-        self._tracked = _rolled_back(session)
+        self._state_of_session = _SessionState.of(session)
         super().__init__(policy, executor=executor, origin=origin)
 
     @property
-    def session(self) -> Session:
-        return self._session
+    def session(self) -> Session | AsyncSession:
+        return self._async_session or self._session
 
-    def _transaction_condition(self) -> Callable[[], bool] | None:
-        current = self._session.get_transaction()
-        if current is None:
-            return None  # no transaction yet: the flush's insert starts (and belongs to) the next one
-        chain: list[SessionTransaction] = []
-        node: SessionTransaction | None = self._session.get_nested_transaction() or current
-        while node is not None:
-            chain.append(node)
-            node = node.parent
-        rolled_back = self._tracked
-        return lambda: not any(t in rolled_back for t in chain)
+    def enter(self) -> OutboxScope:
+        super().enter()
+        self._state_of_session.scopes.add(self)
+        return self
+
+    __enter__ = enter
+
+    # -- ties ------------------------------------------------------------------
+
+    def _tie(self, intent: Intent) -> _Tie:
+        session = self._session
+        state = self._state_of_session
+        if session.get_transaction() is None:
+            tie = _Tie(None, state)
+            state.unbound.append(tie)
+        else:
+            chain: list[SessionTransaction] = []
+            node: SessionTransaction | None = session.get_nested_transaction() or session.get_transaction()
+            while node is not None:
+                chain.append(node)
+                node = node.parent
+            tie = _Tie(tuple(chain), state)
+        intent.add_condition(tie.alive)
+        return tie
+
+    def _tie_alive(self, tie: Any) -> bool:
+        return tie is None or bool(tie.alive())
+
+    def _where(self, tie: Any) -> str:
+        if tie is None or tie.root is None:
+            return OPEN  # no transaction yet: the insert begins (and belongs to) the next one
+        if tie.root is self._session.get_transaction():
+            return OPEN
+        return COMMITTED  # (an intent whose transaction ended without committing is void: filtered out)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _store_committing(self, root: SessionTransaction) -> None:
+        """``before_commit`` of ``root``: write the rows of the intents made in it that this scope still holds."""
+        if self._state > _EXITED:  # flushed or discarded
+            return
+        buffer = self._buffer
+        pending = self._pending
+        mine = []
+        for intent in buffer:
+            found = pending.get(id(intent))
+            if found is not None and found[0] is intent and found[2] is not None and found[2].root is root:
+                mine.append(intent)
+        if not mine:
+            return
+        kept = self._judged_now(mine)
+        if kept:
+            rows, stored = self._rows(kept)
+            self._insert(rows)
+            self._stored.extend(stored)
+        taken = {id(i) for i in mine}
+        buffer[:] = [i for i in buffer if id(i) not in taken]
+        captured = self._captured
+        if captured:
+            for key in taken:
+                captured.pop(key, None)
+        self._forget(mine)
+
+    def _statements(self, rows: list[dict[str, Any]]) -> list[tuple[Any, Any, bool]]:
+        """``(statement, parameters, is driver SQL)`` to run, in order, for one flush."""
+        table = self._table
+        dialect = self._session.get_bind().dialect
+        statements: list[tuple[Any, Any, bool]] = []
+        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
+        if keys:
+            # Lock each key (sorted: no deadlock between two flushes) until this transaction ends.
+            upsert = _upsert_keys(keys_table(table), dialect.name)
+            statements.append((upsert, [{"ordering_key": k} for k in keys], False))
+        if dialect.paramstyle in ("qmark", "format", "pyformat"):
+            statements += _multirow_insert(table, dialect, rows)
+        else:  # pragma: no cover - drivers with named/numeric parameters
+            statements.append((insert(table), rows, False))
+        if dialect.name == "postgresql":
+            statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}, False))
+        return statements
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
+        # Also called from before_commit, which an AsyncSession runs inside its own greenlet.
         session = self._session
-        session.execute(insert(self._table), rows)
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self._table.name})
+        for statement, params, driver_sql in self._statements(rows):
+            if driver_sql:
+                session.connection().exec_driver_sql(statement, params)
+            else:
+                session.execute(statement, params)
+
+    async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
+        session = self._async_session
+        if session is None:
+            self._insert(rows)
+            return
+        for statement, params, driver_sql in self._statements(rows):
+            if driver_sql:
+                connection = await session.connection()
+                await connection.exec_driver_sql(statement, params)
+            else:
+                await session.execute(statement, params)
+
+    def _dispatch_all(self, intents: list[Intent]) -> None:
+        if self._async_session is not None:
+            raise UsageError(
+                "an OutboxScope on an AsyncSession writes its rows asynchronously: "
+                "use 'async with airlock.scope(...)'"
+            )
+        super()._dispatch_all(intents)
+
+
+#: The columns a new row sets, in the order of the rows _multirow_insert writes (the rest stay NULL).
+_COLUMNS = (
+    "id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
+    "attempts", "created_at",
+)  # fmt: skip
+_ROWS_PER_STATEMENT = 500  # 12 parameters each: within every driver's limit
+
+
+def _multirow_insert(
+    table: Table, dialect: Any, rows: list[dict[str, Any]]
+) -> list[tuple[str, tuple[Any, ...], bool]]:
+    """One ``INSERT ... VALUES (...), (...)`` per 500 rows, as driver SQL.
+
+    Written directly rather than compiled from ``insert(table)``: for the ten
+    rows of a typical flush, SQLAlchemy's per-execution work (expanding and
+    processing 120 parameters) costs more than the round trip.
+    """
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    head = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, _COLUMNS))}) VALUES "
+    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    statements = []
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        params: list[Any] = []
+        for row in chunk:
+            created = row["created_at"]
+            params += [
+                row["id"], row["task"], row["name"], row["args"], row["kwargs"], row["options"],
+                row["ordering_key"], row["origin"], row["context"], row["state"], row["attempts"],
+                to_db(created) if to_db is not None else created,
+            ]  # fmt: skip
+        statements.append((head + ", ".join([one] * len(chunk)), tuple(params), True))
+    return statements
+
+
+def _upsert_keys(keys: Table, dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE writes = writes + 1``: takes each key's row lock."""
+    if dialect == "postgresql":
+        pg = postgresql.insert(keys)
+        return pg.on_conflict_do_update(index_elements=["ordering_key"], set_={"writes": keys.c.writes + 1})
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(keys)
+        return my.on_duplicate_key_update(writes=keys.c.writes + 1)
+    if dialect == "sqlite":
+        lite = sqlite.insert(keys)
+        return lite.on_conflict_do_update(index_elements=["ordering_key"], set_={"writes": keys.c.writes + 1})
+    raise UsageError(
+        f"ordering keys are not supported on {dialect!r} (PostgreSQL, MySQL/MariaDB and SQLite are)"
+    )

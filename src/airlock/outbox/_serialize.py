@@ -47,6 +47,7 @@ class Payload(NamedTuple):
     options: str | None
     ordering_key: str | None
     origin: str | None
+    context: str | None = None  # carried context (e.g. traceparent), JSON; see _carriers
 
 
 _refs: dict[int, tuple[object, str]] = {}
@@ -74,6 +75,11 @@ def task_reference(task: object) -> str:
     if isinstance(name, str) and "." in name:
         mod, _, attr = name.rpartition(".")
         candidates.append(f"{mod}:{attr}")
+    if any(ref.startswith("__main__:") for ref in candidates):
+        raise OutboxSerializationError(
+            f"the outbox cannot store the task {task!r}: it is defined in __main__ (the script being run), "
+            "which the relay, another process, can never import; move it into a module and import it from there"
+        )
     for ref in candidates:
         try:
             found = resolve_task(ref)
@@ -114,7 +120,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     return bool(a == b)
@@ -127,6 +133,7 @@ def _encode(value: Any, what: str, intent: Intent) -> str:
         raise OutboxSerializationError(
             f"the outbox cannot store {intent.name}: {what} {value!r} is not JSON ({exc})"
         ) from None
+    _check_text(text, f"{what} {value!r}", intent)
     if not _same(json.loads(text), value):
         raise OutboxSerializationError(
             f"the outbox cannot store {intent.name}: {what} {value!r} would not come back the same from JSON "
@@ -135,16 +142,54 @@ def _encode(value: Any, what: str, intent: Intent) -> str:
     return text
 
 
+def _check_text(text: str | None, what: str, intent: Intent) -> None:
+    # A lone surrogate ("\udc80", what os.fsdecode makes of undecodable bytes)
+    # is a valid Python str but no database column can hold it: refuse it
+    # here rather than in the INSERT at commit.
+    if text is not None and not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise OutboxSerializationError(
+                f"the outbox cannot store {intent.name}: {what} holds a string that cannot be encoded "
+                f"as UTF-8 ({exc.reason} at position {exc.start}), e.g. a lone surrogate"
+            ) from None
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """A value JSON keeps exactly as it is, without a round trip to prove it (the common case)."""
+    kind = type(value)
+    return kind in _SCALARS or (kind is float and math.isfinite(value))
+
+
+def _group(values: Any, names: list[str], intent: Intent) -> str:
+    """Encode a list/dict of values at once; on any doubt, check value by value to name the culprit."""
+    items = values if isinstance(values, list) else list(values.values())
+    if all(_plain(v) for v in items):
+        text = _dumps(values)
+        if not text.isascii():
+            for value, what in zip(items, names, strict=True):
+                if isinstance(value, str):
+                    _check_text(value, f"{what} {value!r}", intent)
+        return text
+    for value, what in zip(items, names, strict=True):
+        _encode(value, what, intent)  # raises, naming the value, if it cannot be stored
+    return _dumps(values)
+
+
 def serialize_intent(intent: Intent) -> Payload:
     """Check and encode ``intent``; raise :class:`OutboxSerializationError` naming what cannot be stored."""
     ref = task_reference(intent.task)
-    for i, arg in enumerate(intent.args):
-        _encode(arg, f"argument {i}", intent)
+    args = list(intent.args)
+    args_text = _group(args, [f"argument {i}" for i in range(len(args))], intent)
     kwargs = intent.kwargs
-    for key, value in kwargs.items():
-        _encode(value, f"keyword argument {key!r}", intent)
+    kwargs_text = _group(kwargs, [f"keyword argument {key!r}" for key in kwargs], intent) if kwargs else "{}"
     options = dict(intent.dispatch_options) if intent.dispatch_options is not None else None
     ordering_key = None
+    options_text = None
     if options is not None:
         key = options.pop(ORDERING_KEY_OPTION, None)
         if key is not None:
@@ -153,21 +198,26 @@ def serialize_intent(intent: Intent) -> Payload:
                     f"the outbox cannot store {intent.name}: dispatch option {ORDERING_KEY_OPTION!r} must be "
                     f"a non-empty string of at most 200 characters, got {key!r}"
                 )
+            _check_text(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
             ordering_key = key
-        for opt, value in options.items():
-            _encode(value, f"dispatch option {opt!r}", intent)
+        if options:
+            options_text = _group(options, [f"dispatch option {opt!r}" for opt in options], intent)
+    _check_text(intent.name, "the name", intent)
+    _check_text(intent.origin, "the origin", intent)
     return Payload(
         task_ref=ref,
         name=intent.name,
-        args=_dumps(list(intent.args)),
-        kwargs=_dumps(kwargs),
-        options=_dumps(options) if options else None,
+        args=args_text,
+        kwargs=kwargs_text,
+        options=options_text,
         ordering_key=ordering_key,
         origin=intent.origin,
     )
 
 
-def deserialize(args: str, kwargs: str, options: str | None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def deserialize(
+    args: str, kwargs: str, options: str | None
+) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """The stored arguments, keyword arguments and dispatch options, decoded."""
     opts: Mapping[str, Any] = json.loads(options) if options else {}
     return json.loads(args), json.loads(kwargs), dict(opts)

@@ -10,24 +10,30 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    MetaData,
-    Table,
-    and_,
+from ..integrations._extras import requires
 
-    create_engine,
-    delete,
-    exists,
-    func,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
+with requires("sqlalchemy"):
+    from sqlalchemy import (
+        ARRAY,
+        BigInteger,
+        Engine,
+        MetaData,
+        Table,
+        and_,
+        any_,
+        bindparam,
+        create_engine,
+        delete,
+        exists,
+        func,
+        or_,
+        select,
+        update,
+    )
+    from sqlalchemy.engine import make_url
 
 from ._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus, utcnow
-from ._table import DEFAULT_TABLE_NAME, outbox_table
+from ._table import DEFAULT_TABLE_NAME, keys_table, outbox_table
 
 __all__ = ["SQLAlchemyStorage", "engine_from_url"]
 
@@ -40,21 +46,70 @@ _SKIP_LOCKED = {"postgresql", "mysql", "mariadb", "oracle"}
 _CHUNK = 500
 
 
+# For a bare URL: the drivers tried in order, and the package that provides each.
+_DRIVERS = {
+    "postgresql": (("psycopg2", "psycopg2", "psycopg2-binary"), ("psycopg", "psycopg", "psycopg[binary]")),
+    "mysql": (("mysqldb", "MySQLdb", "mysqlclient"), ("pymysql", "pymysql", "PyMySQL")),
+}
+_DRIVERS["mariadb"] = _DRIVERS["mysql"]
+# For an explicit driver: the module it imports and the package to install.
+_PACKAGES = {
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "asyncpg": ("asyncpg", "asyncpg"),
+    "pg8000": ("pg8000", "pg8000"),
+    "pymysql": ("pymysql", "PyMySQL"),
+    "mysqldb": ("MySQLdb", "mysqlclient"),
+    "mysqlconnector": ("mysql.connector", "mysql-connector-python"),
+    "asyncmy": ("asyncmy", "asyncmy"),
+    "aiomysql": ("aiomysql", "aiomysql"),
+    "aiosqlite": ("aiosqlite", "aiosqlite"),
+}
+
+
+class MissingDriverError(ImportError):
+    """The database driver a URL needs is not installed; the message says what to ``pip install``."""
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def engine_from_url(url: str, **kwargs: Any) -> Engine:
-    """``create_engine`` with the installed driver for bare ``postgresql://`` / ``mysql://`` URLs."""
+    """``create_engine`` with the installed driver for bare ``postgresql://`` / ``mysql://`` URLs.
+
+    A missing driver raises :class:`MissingDriverError` naming the package to
+    install (``pip install "psycopg[binary]"``), not SQLAlchemy's bare
+    ``No module named ...``.
+    """
     parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        if importlib.util.find_spec("psycopg2") is None:
-            parsed = parsed.set(drivername="postgresql+psycopg")
-    elif parsed.drivername in ("mysql", "mariadb"):
-        if importlib.util.find_spec("MySQLdb") is None:
-            parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
+    backend, driver = (
+        parsed.get_backend_name(),
+        parsed.get_driver_name() if "+" in parsed.drivername else None,
+    )
+    if driver is None and backend in _DRIVERS:
+        choices = _DRIVERS[backend]
+        for name, module, _ in choices:
+            if _has_module(module):
+                parsed = parsed.set(drivername=f"{backend}+{name}")
+                break
+        else:
+            packages = " or ".join(f'pip install "{package}"' for _, _, package in reversed(choices))
+            raise MissingDriverError(f"no database driver for {backend}:// URLs is installed: {packages}")
+    elif driver in _PACKAGES and not _has_module(_PACKAGES[driver][0]):
+        raise MissingDriverError(
+            f"the {parsed.drivername}:// URL needs the {driver} driver, which is not installed: "
+            f'pip install "{_PACKAGES[driver][1]}"'
+        )
     return create_engine(parsed, **kwargs)
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
-        yield ids[i:i + _CHUNK]
+        yield ids[i : i + _CHUNK]
 
 
 class SQLAlchemyStorage:
@@ -78,11 +133,18 @@ class SQLAlchemyStorage:
 
     # -- schema --------------------------------------------------------------
 
+    @property
+    def keys(self) -> Table:
+        """The ordering-key lock table (``<table>_keys``)."""
+        return keys_table(self.table)
+
     def create_table(self) -> None:
-        """Create the table and its indexes if missing."""
+        """Create the table, its ordering-key table and their indexes if missing."""
         self.table.create(self.engine, checkfirst=True)
+        self.keys.create(self.engine, checkfirst=True)
 
     def drop_table(self) -> None:
+        self.keys.drop(self.engine, checkfirst=True)
         self.table.drop(self.engine, checkfirst=True)
 
     # -- claiming ------------------------------------------------------------
@@ -99,7 +161,15 @@ class SQLAlchemyStorage:
             and_(t.c.state == PENDING, or_(t.c.available_at.is_(None), t.c.available_at <= now)),
             and_(t.c.state == INFLIGHT, t.c.lease_until < now),
         )
-        return and_(due, or_(t.c.ordering_key.is_(None), ~blocked))
+        # The first condition is implied by the others; spelled out, it matches the partial index.
+        return and_(t.c.state.in_((PENDING, INFLIGHT)), due, or_(t.c.ordering_key.is_(None), ~blocked))
+
+    def _claimed_columns(self) -> list[Any]:
+        t = self.table
+        return [
+            t.c.id, t.c.seq, t.c.task, t.c.name, t.c.args, t.c.kwargs, t.c.options,
+            t.c.ordering_key, t.c.origin, t.c.attempts, t.c.context,
+        ]  # fmt: skip
 
     def claim(self, limit: int, lease: float) -> tuple[str, list[ClaimedRow]]:
         t = self.table
@@ -111,40 +181,32 @@ class SQLAlchemyStorage:
             "lease_until": now + dt.timedelta(seconds=lease),
             "attempts": t.c.attempts + 1,
         }
+        candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
             if self.dialect in _SKIP_LOCKED:
-                seqs = list(
-                    conn.scalars(
-                        select(t.c.seq)
-                        .where(self._claimable(now))
-                        .order_by(t.c.seq)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
+                # Lock the candidates, skipping rows another relay holds; then claim exactly those,
+                # found through the primary key (RETURNING them where the database can).
+                seqs = list(conn.scalars(candidates.with_for_update(skip_locked=True)))
                 if not seqs:
                     return token, []
-                conn.execute(update(t).where(t.c.seq.in_(seqs)).values(**claimed))
+                if self.dialect == "postgresql":
+                    # One array parameter, not one per row: the statement compiles (and plans) once.
+                    claim = update(t).where(t.c.seq == any_(bindparam("seqs", seqs, type_=ARRAY(BigInteger))))
+                else:
+                    claim = update(t).where(t.c.seq.in_(seqs))
+                claim = claim.values(**claimed)
+                if self.dialect == "postgresql":
+                    found = conn.execute(claim.returning(*self._claimed_columns())).all()
+                    return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
+                conn.execute(claim)
             else:
-                candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
-                result = conn.execute(update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed))
+                result = conn.execute(
+                    update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed)
+                )
                 if not result.rowcount:
                     return token, []
             rows = conn.execute(
-                select(
-                    t.c.id,
-                    t.c.seq,
-                    t.c.task,
-                    t.c.name,
-                    t.c.args,
-                    t.c.kwargs,
-                    t.c.options,
-                    t.c.ordering_key,
-                    t.c.origin,
-                    t.c.attempts,
-                )
-                .where(t.c.claim_token == token)
-                .order_by(t.c.seq)
+                select(*self._claimed_columns()).where(t.c.claim_token == token).order_by(t.c.seq)
             ).all()
         return token, [ClaimedRow._make(row) for row in rows]
 
@@ -152,12 +214,15 @@ class SQLAlchemyStorage:
         t = self.table
         now = utcnow()
         held = t.c.claim_token == token
+        others = [f.id for f in failed] + released
         with self.engine.begin() as conn:
-            for ids in _chunks(done):
+            if done:
+                # Usually the whole claim succeeded: mark it by its token (indexed), not by 200 ids.
+                rows = held if not others else and_(held, t.c.id.not_in(others))
+                if len(others) > _CHUNK:  # pragma: no cover - a huge batch mostly failing
+                    rows = and_(held, t.c.id.in_(done))
                 conn.execute(
-                    update(t)
-                    .where(held, t.c.id.in_(ids))
-                    .values(state=DONE, done_at=now, lease_until=None, claim_token=None)
+                    update(t).where(rows).values(state=DONE, done_at=now, lease_until=None, claim_token=None)
                 )
             for failure in failed:
                 conn.execute(
@@ -169,6 +234,7 @@ class SQLAlchemyStorage:
                         last_error=failure.error[:4000],
                         lease_until=None,
                         claim_token=None,
+                        done_at=None if failure.retry_at is not None else now,  # dead since: for pruning
                     )
                 )
             for ids in _chunks(released):
@@ -185,7 +251,9 @@ class SQLAlchemyStorage:
         t = self.table
         waiting = t.c.state.in_((PENDING, INFLIGHT))
         with self.engine.connect() as conn:
-            counts: dict[str, int] = dict(conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).all())
+            counts: dict[str, int] = dict(
+                conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).all()
+            )
             failed = conn.scalar(select(func.count()).where(t.c.state == PENDING, t.c.attempts > 0)) or 0
             oldest = conn.scalar(select(func.min(t.c.created_at)).where(waiting))
         age = None
@@ -195,12 +263,31 @@ class SQLAlchemyStorage:
             age = max(0.0, (utcnow() - oldest).total_seconds())
         return OutboxStatus.from_counts(counts, failed=failed, oldest_age=age)
 
-    def prune(self, older_than: float) -> int:
+    def prune(self, older_than: float | None, dead_older_than: float | None = None) -> int:
+        """Delete done rows finished more than ``older_than`` seconds ago, and dead rows dead
+        more than ``dead_older_than`` seconds ago (``None``: keep them); return how many."""
         t = self.table
-        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        now = utcnow()
+        deleted = 0
         with self.engine.begin() as conn:
-            result = conn.execute(delete(t).where(t.c.state == DONE, t.c.done_at < cutoff))
-        return int(result.rowcount or 0)
+            for state, age in ((DONE, older_than), (DEAD, dead_older_than)):
+                if age is not None:
+                    cutoff = now - dt.timedelta(seconds=age)
+                    result = conn.execute(delete(t).where(t.c.state == state, t.c.done_at < cutoff))
+                    deleted += int(result.rowcount or 0)
+            if deleted:
+                # Keys with nothing left to order: their lock rows go too (re-created on next use).
+                k = self.keys
+                waiting = select(t.c.seq).where(
+                    t.c.ordering_key == k.c.ordering_key, t.c.state.in_((PENDING, INFLIGHT))
+                )
+                conn.execute(delete(k).where(~exists(waiting)))
+        return deleted
+
+    def recover(self) -> None:
+        """After a failed cycle (lost connection, database restart): drop pooled connections."""
+        self._drop_listener()
+        self.engine.dispose()
 
     def retry(self, ids: list[str]) -> int:
         """Put dead (or failed) rows back to pending, due now, with a fresh attempt count."""
@@ -209,7 +296,7 @@ class SQLAlchemyStorage:
             result = conn.execute(
                 update(t)
                 .where(t.c.id.in_(ids), t.c.state.in_((DEAD, PENDING)))
-                .values(state=PENDING, attempts=0, available_at=None)
+                .values(state=PENDING, attempts=0, available_at=None, done_at=None)
             )
         return int(result.rowcount or 0)
 

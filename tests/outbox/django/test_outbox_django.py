@@ -7,19 +7,19 @@ import json
 from io import StringIO
 from typing import Any
 
+import outbox_support
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client, override_settings
+from outbox_admin_settings import ADMIN_SETTINGS
+from outbox_support import poison, record, record_with_id
 
 import airlock
-import outbox_support
 from airlock.outbox import OutboxSerializationError
 from airlock.outbox.django import DjangoOutboxScope, DjangoStorage
 from airlock.outbox.django.models import OutboxRow
-from outbox_admin_settings import ADMIN_SETTINGS
-from outbox_support import poison, record, record_with_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,10 +97,34 @@ def test_scope_around_the_transaction_still_drops_rolled_back_work() -> None:
             with transaction.atomic():
                 airlock.enqueue(record, 1)
                 raise KeyError
-        with transaction.atomic():
-            airlock.enqueue(record, 2)
         airlock.enqueue(record, 3)  # autocommit: stored at flush in its own transaction
-    assert stored() == [[2], [3]] and len(scope.stored_ids) == 2  # type: ignore[attr-defined]
+    assert stored() == [[3]] and len(scope.stored_ids) == 1  # type: ignore[attr-defined]
+
+
+def test_intent_whose_transaction_committed_before_the_flush_raises_and_stores_nothing() -> None:
+    # Django has no hook before a commit: the row cannot join the committed transaction,
+    # and writing it late (a crash away from being lost) is refused at the scope's exit.
+    with pytest.raises(airlock.UsageError, match=r"cannot store 1 intent\(s\) \(record\).*already committed"):
+        with outbox() as scope:
+            with transaction.atomic():
+                airlock.enqueue(record, 1)
+            airlock.enqueue(record, 2)
+    assert stored() == [] and scope.stored_ids == []  # type: ignore[attr-defined]
+
+
+def test_one_marker_per_transaction_level_not_per_intent() -> None:
+    from django.db import connection
+
+    with transaction.atomic():
+        with outbox():
+            for n in range(500):
+                airlock.enqueue(record, n)
+            with transaction.atomic():
+                for n in range(500):
+                    airlock.enqueue(record, n)
+            callbacks = len(connection.run_on_commit)
+    assert callbacks == 2  # one per level: flushing 1,000 intents checks 2 markers, not 1,000
+    assert len(stored()) == 1000
 
 
 def test_policies_nesting_and_checks() -> None:
@@ -149,7 +173,7 @@ def test_relay_command_dispatches_with_the_row_id() -> None:
     }  # fmt: skip
     out = StringIO()
     call_command("airlock_relay", "--prune", "0", stdout=out)
-    assert "pruned 2 done row(s)" in out.getvalue() and OutboxRow.objects.count() == 0
+    assert "pruned 2 done/dead row(s)" in out.getvalue() and OutboxRow.objects.count() == 0
 
 
 def test_poison_is_dead_lettered_and_retried_from_the_command() -> None:
@@ -234,3 +258,50 @@ def test_airlock_setting_makes_the_outbox_the_default_scope() -> None:
         with transaction.atomic():
             place_order()
     assert stored() == [[1]]
+
+
+def test_dead_rows_are_pruned_from_the_command_after_their_retention() -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    with transaction.atomic(), outbox() as scope:
+        airlock.enqueue(poison, 1)
+        airlock.enqueue(poison, 2)
+        airlock.enqueue(record, 3)
+    relay("--max-attempts", "1")
+    old_dead, new_dead, done = scope.stored_ids  # type: ignore[attr-defined]
+    OutboxRow.objects.filter(outbox_id=old_dead).update(done_at=timezone.now() - dt.timedelta(days=31))
+    out = StringIO()
+    call_command("airlock_relay", "--prune", "604800", "--prune-dead", str(30 * 24 * 3600), stdout=out)
+    assert "pruned 1 done/dead row(s)" in out.getvalue()
+    assert set(OutboxRow.objects.values_list("outbox_id", flat=True)) == {new_dead, done}
+
+
+def test_ordering_key_rows_lock_their_key_until_commit() -> None:
+    from airlock.outbox.django.models import OutboxKey
+
+    with transaction.atomic(), outbox():
+        airlock.enqueue(record, 1, _dispatch_options={"outbox_ordering_key": "k"})
+        airlock.enqueue(record, 2, _dispatch_options={"outbox_ordering_key": "k"})
+    with transaction.atomic(), outbox():
+        airlock.enqueue(record, 3, _dispatch_options={"outbox_ordering_key": "k"})
+    assert list(OutboxKey.objects.values_list("ordering_key", "writes")) == [("k", 2)]  # one lock per flush
+
+
+@override_settings(ROOT_URLCONF="outbox_urls", MIDDLEWARE=["airlock.integrations.django.AirlockMiddleware"])
+def test_outbox_scope_inside_the_request_scope_stores_durably() -> None:
+    client = Client()
+    assert client.get("/order/?n=1").status_code == 200
+    assert stored() == [[1]]  # stored at the outbox scope's flush: the request scope did not capture it
+    assert outbox_support.seen == []  # and did not run it in-process either
+    # The request then fails (500): the rows committed with the order's data stay; data decides.
+    assert client.get("/order/?n=2&status=500").status_code == 500
+    assert stored() == [[1], [2]]
+
+
+@override_settings(ROOT_URLCONF="outbox_urls", MIDDLEWARE=["airlock.integrations.django.AirlockMiddleware"])
+def test_dry_run_request_policy_stores_nothing() -> None:
+    airlock.configure(policy=airlock.DropAll())
+    assert Client().get("/order/?n=1").status_code == 200
+    assert stored() == []

@@ -1,103 +1,16 @@
 """The Django storage under real concurrency: relay processes (``manage.py airlock_relay``) on
-PostgreSQL and MariaDB, each in a database of its own (``airlock_outbox_dj_<random>``)."""
+PostgreSQL and MariaDB (the ``django_db_url`` fixture: the outbox app migrated into the test database)."""
 
 from __future__ import annotations
 
 import collections
-import signal
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from sqlalchemy import text
-
-from airlock.outbox import engine_from_url
-from outbox_helpers import HERE, PYTHON, subprocess_env
-from test_outbox_processes import DEADLINE, read_log, wait_for
-
-FILL = """
-import django
-django.setup()
-from django.db import transaction
-import airlock
-from airlock.outbox.django import DjangoOutboxScope
-from outbox_support import record
-import sys
-with transaction.atomic(), airlock.scope(_cls=DjangoOutboxScope) as scope:
-    for i in range(int(sys.argv[1])):
-        airlock.enqueue(record, i)
-print(" ".join(scope.stored_ids))
-"""
-
-
-@pytest.fixture(params=["postgres", "mysql"])
-def django_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    server: str = request.getfixturevalue(f"{request.param}_url")
-    name = f"airlock_outbox_dj_{uuid.uuid4().hex[:8]}"
-    admin = engine_from_url(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-            conn.execute(text(f"DROP DATABASE {name}{force}"))
-        admin.dispose()
-
-
-def env_for(url: str, **extra: str) -> dict[str, str]:
-    return subprocess_env(
-        AIRLOCK_OUTBOX_DJANGO_URL=url, DJANGO_SETTINGS_MODULE="outbox_django_proc_settings", **extra
-    )
-
-
-def run(url: str, *args: str) -> str:
-    done = subprocess.run(
-        [PYTHON, *args], env=env_for(url), cwd=HERE, capture_output=True, timeout=DEADLINE
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
-
-
-def states(url: str) -> collections.Counter[str]:
-    engine = engine_from_url(url)
-    try:
-        with engine.connect() as conn:
-            query = text("SELECT state, count(*) FROM airlock_outbox GROUP BY state")
-            return collections.Counter(dict(conn.execute(query).all()))
-    finally:
-        engine.dispose()
-
-
-def start_relay(url: str, tmp_path: Path, n: int, *extra: str, **env: str) -> subprocess.Popen[bytes]:
-    with open(tmp_path / f"relay{n}.err", "wb") as err:
-        return subprocess.Popen(
-            [PYTHON, "-m", "django", "airlock_relay", "--executor", "outbox_support.log_executor",
-             "--idle-max", "0.2", *extra],
-            env=env_for(url, AIRLOCK_OUTBOX_LOG=str(tmp_path / "dispatched.log"), **env),
-            cwd=HERE, stderr=err, stdout=err,
-        )  # fmt: skip
-
-
-def stop_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=30))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes.append(proc.wait())
-    return codes
+from django_outbox_procs import FILL, run, start_relay, states, stop_all
+from test_outbox_processes import read_log, wait_for
 
 
 def test_two_django_relays_share_the_work_exactly_once(django_db_url: str, tmp_path: Path) -> None:
-    run(django_db_url, "-m", "django", "migrate", "-v", "0")
     procs = [start_relay(django_db_url, tmp_path, n) for n in range(2)]
     try:
         ids = run(django_db_url, "-c", FILL, "3000").split()
@@ -112,7 +25,6 @@ def test_two_django_relays_share_the_work_exactly_once(django_db_url: str, tmp_p
 
 
 def test_kill_9_of_a_django_relay_mid_batch_loses_nothing(django_db_url: str, tmp_path: Path) -> None:
-    run(django_db_url, "-m", "django", "migrate", "-v", "0")
     ids = run(django_db_url, "-c", FILL, "120").split()
     marker = tmp_path / "hung"
     victim = start_relay(
@@ -133,3 +45,63 @@ def test_kill_9_of_a_django_relay_mid_batch_loses_nothing(django_db_url: str, tm
     per_id = collections.Counter(row_id for row_id, _ in read_log(tmp_path / "dispatched.log"))
     assert set(per_id) == set(ids)
     assert {row_id for row_id, n in per_id.items() if n > 1} == set(published[50:])
+
+
+WRITER = """
+import sys, time, pathlib
+import django
+django.setup()
+from django.db import transaction
+import airlock
+from airlock.outbox.django import DjangoOutboxScope
+from outbox_support import record
+label, inserted, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+with transaction.atomic():
+    inserted.with_suffix(".ready").touch()  # set up, about to insert
+    with airlock.scope(_cls=DjangoOutboxScope):
+        airlock.enqueue(record, 0, label=label, _dispatch_options={"outbox_ordering_key": "customer:1"})
+    inserted.touch()  # the row is inserted (and, with the key lock, the key is held)
+    while not go.exists():
+        time.sleep(0.02)
+print(time.monotonic_ns(), flush=True)  # committed
+"""
+
+
+def test_ordering_key_follows_commit_order_across_django_processes(
+    django_db_url: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from django_outbox_procs import env_for
+    from outbox_helpers import HERE, PYTHON
+
+    def writer(label: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [PYTHON, "-c", WRITER, label, str(tmp_path / f"{label}.inserted"), str(tmp_path / f"{label}.go")],
+            env=env_for(django_db_url), cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    a = writer("A")
+    try:
+        wait_for((tmp_path / "A.inserted").exists, "A's insert")
+        (tmp_path / "B.go").touch()  # B will commit as soon as it has inserted, before A
+        b = writer("B")
+        wait_for((tmp_path / "B.ready").exists, "B to be about to insert")
+        try:
+            b.wait(timeout=1.5)  # without the key lock, B would have inserted and committed by now
+        except subprocess.TimeoutExpired:
+            pass
+        assert not (tmp_path / "B.inserted").exists()  # blocked on the key's lock, behind A
+        (tmp_path / "A.go").touch()
+        a_out, a_err = a.communicate(timeout=60)
+        b_out, b_err = b.communicate(timeout=60)
+    finally:
+        for proc in (a, locals().get("b")):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert a.returncode == 0 and b.returncode == 0, a_err + b_err
+    commit_order = [label for _, label in sorted([(int(a_out), "A"), (int(b_out), "B")])]
+    assert commit_order == ["A", "B"]  # B waited on the key's lock until A committed
+    relay = start_relay(django_db_url, tmp_path, 0, "--until-idle", "--executor", "outbox_support.log_label")
+    assert relay.wait(timeout=60) == 0
+    assert (tmp_path / "labels.log").read_text().split() == commit_order

@@ -5,33 +5,97 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.utils import timezone
+from ...integrations._extras import requires
+
+with requires("django"):
+    from asgiref.sync import sync_to_async
+    from django.db import DEFAULT_DB_ALIAS, connections, transaction
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.utils import timezone
 
 from ..._intent import Intent
-from ..._policies import PolicyProtocol
-from .._base import BaseOutboxScope
+from ..._protocols import Policy
+from .._base import COMMITTED, OPEN, BaseOutboxScope
 
 __all__ = ["DjangoOutboxScope"]
+
+# The OutboxRow fields a new row sets, in the order _insert passes them (the rest keep their NULL).
+_INSERTED = (
+    "outbox_id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
+    "attempts", "created_at",
+)  # fmt: skip
+
+
+class _Marker:
+    """A no-op ``on_commit`` callback whose fate tells where its block stands.
+
+    Pending in ``run_on_commit``: the block is part of the open transaction.
+    Called: the transaction committed. Gone without being called: it rolled back.
+    """
+
+    __slots__ = ("connection", "fired")
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+
+    def pending(self) -> bool:
+        return any(entry[1] is self for entry in self.connection.run_on_commit)
+
+    def alive(self) -> bool:
+        return self.fired or self.pending()
+
+
+def _marker_for(connection: BaseDatabaseWrapper) -> _Marker:
+    """One marker per transaction + savepoint level (not one per intent).
+
+    Kept in the same way as ``DjangoScope`` keeps its own (that helper is
+    private to the Django integration): cached per level and keyed on the
+    identity of ``run_on_commit``, which Django replaces whenever a
+    transaction ends or a savepoint rolls back.
+    """
+    pending = connection.run_on_commit
+    level = tuple(connection.savepoint_ids)
+    cache: tuple[list[Any], dict[tuple[Any, ...], _Marker]] | None = getattr(
+        connection, "_airlock_outbox_markers", None
+    )
+    if cache is None or cache[0] is not pending:
+        cache = (pending, {})
+        connection._airlock_outbox_markers = cache
+    marker = cache[1].get(level)
+    if marker is None or marker.fired:
+        marker = _Marker(connection)
+        connection.on_commit(marker)
+        cache[1][level] = marker
+    return marker
 
 
 class DjangoOutboxScope(BaseOutboxScope):
     """Write the intents this scope flushes into the ``airlock_outbox`` table of database ``using``.
 
-    The rows are inserted in the transaction open at flush time (an
-    ``atomic()`` block, or ``ATOMIC_REQUESTS``), so they commit or roll back
-    with the business data. An intent enqueued inside an ``atomic()`` block
-    (savepoint) that rolled back before the flush is void and never stored.
-    On PostgreSQL the insert also issues ``NOTIFY airlock_outbox``, delivered
-    at commit, so a listening relay wakes at once.
+    Each intent is tied, at enqueue, to the ``atomic()`` block it is made in
+    (one marker per transaction and savepoint level); its row is written at
+    this scope's flush, in that transaction, so it commits or rolls back with
+    the business data. An intent whose block rolled back is void and never
+    stored. Django has no hook that runs *before* a commit, so an intent whose
+    transaction already committed when the scope flushes can no longer be
+    stored in it: the flush raises :class:`airlock.UsageError` instead of
+    writing the row late, in a transaction of its own. Open the scope inside
+    the ``atomic()`` block (or use ``ATOMIC_REQUESTS``). Intents made outside
+    any ``atomic()`` block are written at the flush (in the transaction open
+    then, or one of their own). On PostgreSQL the insert also issues
+    ``NOTIFY airlock_outbox``, delivered at commit, so a listening relay
+    wakes at once.
     """
 
     __slots__ = ("_using",)
 
     def __init__(
         self,
-        policy: PolicyProtocol | None = None,
+        policy: Policy | None = None,
         *,
         using: str | None = None,
         executor: Callable[[Intent], Any] | None = None,
@@ -47,37 +111,61 @@ class DjangoOutboxScope(BaseOutboxScope):
     def using(self) -> str:
         return self._using
 
-    def _transaction_condition(self) -> Callable[[], bool] | None:
+    def _tie(self, intent: Intent) -> _Marker | None:
         connection = transaction.get_connection(self._using)
         if not connection.in_atomic_block:
             return None
-        # Django drops the on_commit callbacks of a savepoint (or transaction)
-        # that rolls back: a marker callback still pending, or already run at
-        # commit, means the work the intent belongs to survived.
-        ran = [False]
+        marker = _marker_for(connection)
+        intent.add_condition(marker.alive)
+        return marker
 
-        def marker() -> None:
-            ran[0] = True
+    def _tie_alive(self, tie: Any) -> bool:
+        return tie is None or bool(tie.alive())
 
-        transaction.on_commit(marker, using=self._using)
-        return lambda: ran[0] or any(entry[1] is marker for entry in connection.run_on_commit)
+    def _where(self, tie: Any) -> str:
+        if tie is None or not tie.fired:
+            return OPEN
+        return COMMITTED
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        from .models import OutboxRow
+        from .models import OutboxKey, OutboxRow
 
-        now = timezone.now()  # aware or naive, as the project's USE_TZ wants
-        objs = []
+        connection = connections[self._using]
+        quote = connection.ops.quote_name
+        # One multi-row INSERT written directly: bulk_create would prepare every
+        # field of every row through the ORM, which costs more than the write.
+        created = OutboxRow._meta.get_field("created_at").get_db_prep_value(
+            timezone.now(),  # aware or naive, as the project's USE_TZ wants
+            connection,
+        )
+        columns = ", ".join(quote(OutboxRow._meta.get_field(f).column) for f in _INSERTED)
+        placeholders = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
+        sql = f"INSERT INTO {quote(OutboxRow._meta.db_table)} ({columns}) VALUES " + ", ".join(
+            [placeholders] * len(rows)
+        )
+        params: list[Any] = []
         for row in rows:
-            row = dict(row)
-            row["outbox_id"] = row.pop("id")
-            row["created_at"] = now
-            objs.append(OutboxRow(**row))
-        with transaction.atomic(using=self._using):  # a savepoint if a transaction is open, else its own
-            OutboxRow.objects.using(self._using).bulk_create(objs)
-            connection = connections[self._using]
+            params += [
+                row["id"], row["task"], row["name"], row["args"], row["kwargs"], row["options"],
+                row["ordering_key"], row["origin"], row["context"], row["state"], row["attempts"], created,
+            ]  # fmt: skip
+        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
+        with transaction.atomic(using=self._using), connection.cursor() as cursor:
+            # A savepoint if a transaction is open, else a transaction of its own.
+            if keys:
+                # Lock each key (sorted) until the transaction ends: rows of one key are numbered in commit order.
+                table = quote(OutboxKey._meta.db_table)
+                for key in keys:
+                    if connection.vendor == "mysql":
+                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert += "ON DUPLICATE KEY UPDATE writes = writes + 1"
+                    else:
+                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert += f"ON CONFLICT (ordering_key) DO UPDATE SET writes = {table}.writes + 1"
+                    cursor.execute(upsert, [key])
+            cursor.execute(sql, params)
             if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_notify(%s, '')", [OutboxRow._meta.db_table])
+                cursor.execute("SELECT pg_notify(%s, '')", [OutboxRow._meta.db_table])
 
     async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
         await sync_to_async(self._insert)(rows)

@@ -13,13 +13,15 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus
-from .models import OutboxRow
+from .models import OutboxKey, OutboxRow
 
 __all__ = ["DjangoStorage"]
 
 logger = logging.getLogger("airlock.outbox")
 
-_COLUMNS = ("outbox_id", "seq", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "attempts")
+_COLUMNS = (
+    "outbox_id", "seq", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "attempts", "context",
+)  # fmt: skip
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -59,7 +61,9 @@ class DjangoStorage:
         }
         with transaction.atomic(using=self.using):
             if connections[self.using].features.has_select_for_update_skip_locked:
-                seqs = list(candidates.select_for_update(skip_locked=True).values_list("seq", flat=True)[:limit])
+                seqs = list(
+                    candidates.select_for_update(skip_locked=True).values_list("seq", flat=True)[:limit]
+                )
                 if not seqs:
                     return token, []
                 rows.filter(seq__in=seqs).update(**claimed)
@@ -75,7 +79,10 @@ class DjangoStorage:
         held = self._rows().filter(claim_token=token)
         with transaction.atomic(using=self.using):
             if done:
-                held.filter(outbox_id__in=done).update(state=DONE, done_at=now, lease_until=None, claim_token=None)
+                # Usually the whole claim succeeded: mark it by its token (indexed), not by every id.
+                others = [f.id for f in failed] + released
+                rows = held.exclude(outbox_id__in=others) if others else held
+                rows.update(state=DONE, done_at=now, lease_until=None, claim_token=None)
             for failure in failed:
                 held.filter(outbox_id=failure.id).update(
                     state=PENDING if failure.retry_at is not None else DEAD,
@@ -83,6 +90,7 @@ class DjangoStorage:
                     last_error=failure.error[:4000],
                     lease_until=None,
                     claim_token=None,
+                    done_at=None if failure.retry_at is not None else now,  # dead since: for pruning
                 )
             if released:
                 held.filter(outbox_id__in=released).update(
@@ -97,17 +105,34 @@ class DjangoStorage:
         age = None if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
         return OutboxStatus.from_counts(counts, failed=failed, oldest_age=age)
 
-    def prune(self, older_than: float) -> int:
-        cutoff = timezone.now() - dt.timedelta(seconds=older_than)
-        deleted, _ = self._rows().filter(state=DONE, done_at__lt=cutoff).delete()
-        return int(deleted)
+    def prune(self, older_than: float | None, dead_older_than: float | None = None) -> int:
+        """Delete done rows older than ``older_than`` seconds and dead rows dead longer than
+        ``dead_older_than`` (``None``: keep); return how many."""
+        now = timezone.now()
+        deleted = 0
+        for state, age in ((DONE, older_than), (DEAD, dead_older_than)):
+            if age is not None:
+                cutoff = now - dt.timedelta(seconds=age)
+                count, _ = self._rows().filter(state=state, done_at__lt=cutoff).delete()
+                deleted += int(count)
+        if deleted:
+            waiting = self._rows().filter(
+                ordering_key=OuterRef("ordering_key"), state__in=(PENDING, INFLIGHT)
+            )
+            OutboxKey.objects.using(self.using).filter(~Exists(waiting)).delete()
+        return deleted
+
+    def recover(self) -> None:
+        """After a failed cycle (lost connection, database restart): drop the broken connections."""
+        self.close()
+        connections[self.using].close()
 
     def retry(self, ids: list[str]) -> int:
         """Put dead (or failed) rows back to pending, due now, with a fresh attempt count."""
         return int(
             self._rows()
             .filter(outbox_id__in=ids, state__in=(DEAD, PENDING))
-            .update(state=PENDING, attempts=0, available_at=None)
+            .update(state=PENDING, attempts=0, available_at=None, done_at=None)
         )
 
     def wait(self, timeout: float) -> bool:

@@ -16,7 +16,16 @@ from .models import OutboxRow
 class OutboxRowAdmin(admin.ModelAdmin):
     """Rows are written by scopes and the relay only; people look, retry, or dead-letter."""
 
-    list_display = ("seq", "name", "state", "attempts", "created_at", "available_at", "done_at", "short_error")
+    list_display = (
+        "seq",
+        "name",
+        "state",
+        "attempts",
+        "created_at",
+        "available_at",
+        "done_at",
+        "short_error",
+    )
     list_filter = ("state", "name")
     search_fields = ("outbox_id", "name", "task", "ordering_key")
     ordering = ("-seq",)

@@ -6,7 +6,7 @@ from django.db import models
 
 from .._model import DEAD, DONE, INFLIGHT, PENDING
 
-__all__ = ["OutboxRow"]
+__all__ = ["OutboxKey", "OutboxRow"]
 
 
 class OutboxRow(models.Model):
@@ -27,6 +27,7 @@ class OutboxRow(models.Model):
     options = models.TextField(null=True, blank=True)
     ordering_key = models.CharField(max_length=200, null=True, blank=True)
     origin = models.TextField(null=True, blank=True)
+    context = models.TextField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=STATE_CHOICES, default=PENDING)
     attempts = models.IntegerField(default=0)
     created_at = models.DateTimeField()
@@ -48,3 +49,18 @@ class OutboxRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.state}] {self.outbox_id}"
+
+
+class OutboxKey(models.Model):
+    """The ordering-key lock row: a transaction writing rows with a key holds it until it commits.
+
+    So transactions writing the same key take turns and their rows are
+    numbered (``seq``) in commit order, the order the relay dispatches them in.
+    """
+
+    ordering_key = models.CharField(max_length=200, primary_key=True)
+    writes = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "airlock_outbox_keys"
+        verbose_name = "outbox ordering key"
