@@ -366,3 +366,13 @@ def test_a_raising_should_flush_leaves_the_scope_discarded_and_propagates() -> N
             airlock.enqueue(rec.task("x"))
     assert s.is_discarded and rec.calls == []
     assert airlock.get_current_scope() is None
+
+
+def test_should_flush_set_on_the_instance_decides() -> None:
+    seen: list[int] = []
+    s = airlock.Scope()
+    s.should_flush = lambda error: False  # type: ignore[method-assign]
+    with s:
+        airlock.enqueue(seen.append, 1)
+    assert s.is_discarded
+    assert seen == []

@@ -390,7 +390,12 @@ class Scope(Dispatching):
         self.exit()
         if self._state != _EXITED:
             return []
-        if error is None and flush and type(self).should_flush is _base_should_flush:
+        if (
+            error is None
+            and flush
+            and type(self).should_flush is _base_should_flush
+            and "should_flush" not in self.__dict__  # an override set on the instance counts too
+        ):
             return self.flush()  # the default decision, without the calls (every scope ends here)
         if self._decide(error, flush):
             return self.flush()
