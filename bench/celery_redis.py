@@ -62,9 +62,8 @@ def _own_work(task: Any) -> float:
 
 
 def main() -> int:
-    from celery import Celery
-
     import redis
+    from celery import Celery
 
     url = _broker_url()
     client = redis.Redis.from_url(url)

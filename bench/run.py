@@ -74,7 +74,9 @@ def main() -> int:
         results[key] = (ours, peer, raw)
         raw_cell = f"{raw:,.0f} {unit}" if raw is not None else "–"
         vs_raw = f"{ours / raw:.2f}×" if raw is not None else "–"
-        print(f"| {label} | {ours:,.0f} {unit} | {peer:,.0f} {unit} | {raw_cell} | {peer / ours:.2f}× | {vs_raw} |")
+        print(
+            f"| {label} | {ours:,.0f} {unit} | {peer:,.0f} {unit} | {raw_cell} | {peer / ours:.2f}× | {vs_raw} |"
+        )
 
     ours, peer, raw = results["per_intent_10"]
     kw_ours, kw_peer, kw_raw = results["per_intent_10_kw"]
@@ -83,8 +85,14 @@ def main() -> int:
         ("per intent within 3x of raw", raw is not None and ours / raw <= 3.0),
         ("per intent, keyword arguments, >= 3x faster than 0.1.0a2", kw_peer / kw_ours >= 3.0),
         ("per intent, keyword arguments, within 3x of raw", kw_raw is not None and kw_ours / kw_raw <= 3.0),
-        ("empty scope >= 2.5x faster than 0.1.0a2", results["empty_scope"][1] / results["empty_scope"][0] >= 2.5),
-        ("<= 50% of 0.1.0a2's bytes per intent", results["bytes_per_intent"][0] <= 0.5 * results["bytes_per_intent"][1]),
+        (
+            "empty scope >= 2.5x faster than 0.1.0a2",
+            results["empty_scope"][1] / results["empty_scope"][0] >= 2.5,
+        ),
+        (
+            "<= 50% of 0.1.0a2's bytes per intent",
+            results["bytes_per_intent"][0] <= 0.5 * results["bytes_per_intent"][1],
+        ),
     ]
     print()
     for label, ok in checks:

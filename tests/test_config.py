@@ -34,7 +34,12 @@ def test_configure_sets_and_none_leaves_unchanged() -> None:
     airlock.configure()  # all None: nothing changes
     airlock.configure(policy=None, executor=None)
     config = airlock.get_configuration()
-    assert config == {"scope_cls": MyScope, "policy": drop, "executor": my_executor, "scope_kwargs": {"origin": "x"}}
+    assert config == {
+        "scope_cls": MyScope,
+        "policy": drop,
+        "executor": my_executor,
+        "scope_kwargs": {"origin": "x"},
+    }
     airlock.configure(executor=sync_executor)
     config = airlock.get_configuration()
     assert config["policy"] is drop and config["executor"] is sync_executor and config["scope_cls"] is MyScope
@@ -63,7 +68,9 @@ def test_configure_copies_the_scope_kwargs_mapping() -> None:
 
 
 def test_reset_restores_builtin_defaults() -> None:
-    airlock.configure(scope_cls=MyScope, policy=airlock.DropAll(), executor=my_executor, scope_kwargs={"origin": "x"})
+    airlock.configure(
+        scope_cls=MyScope, policy=airlock.DropAll(), executor=my_executor, scope_kwargs={"origin": "x"}
+    )
     airlock.reset_configuration()
     config = airlock.get_configuration()
     assert config == {"scope_cls": None, "policy": None, "executor": None, "scope_kwargs": None}

@@ -90,8 +90,8 @@ def test_each_failure_is_logged_with_its_intent(caplog: pytest.LogCaptureFixture
     assert len(errors) == 2
     assert "one(1)" in errors[0].getMessage() and "two()" in errors[1].getMessage()
     assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], SMTPError)
-    assert getattr(errors[0], "airlock_intent") is one
-    assert getattr(errors[1], "airlock_intent") is two
+    assert errors[0].airlock_intent is one
+    assert errors[1].airlock_intent is two
 
 
 def _scope_end_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

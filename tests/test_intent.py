@@ -138,7 +138,9 @@ def test_args_always_tuple_when_constructed_directly() -> None:
     assert intent.name == "send_email"
 
 
-@pytest.mark.parametrize("field", ["task", "args", "kwargs", "origin", "dispatch_options", "name", "local_policies"])
+@pytest.mark.parametrize(
+    "field", ["task", "args", "kwargs", "origin", "dispatch_options", "name", "local_policies"]
+)
 def test_read_only(field: str) -> None:
     intent = _intent(send_email, 1)
     before = getattr(intent, field)

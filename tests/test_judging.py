@@ -62,8 +62,9 @@ def test_a_policy_class_patched_after_first_use_takes_effect() -> None:
     rec = Recorder()
     with airlock.scope(Counting()):
         airlock.enqueue(rec.task("first"))
-    with mock.patch.object(Counting, "allows", return_value=False), mock.patch.object(
-        Counting, "on_enqueue", side_effect=airlock.PolicyViolation("patched")
+    with (
+        mock.patch.object(Counting, "allows", return_value=False),
+        mock.patch.object(Counting, "on_enqueue", side_effect=airlock.PolicyViolation("patched")),
     ):
         with airlock.scope(Counting()):
             with pytest.raises(airlock.PolicyViolation, match="patched"):
@@ -150,7 +151,10 @@ def test_allows_is_asked_only_when_the_intent_is_finally_dispatched() -> None:
             airlock.enqueue(print, _name="x")
         assert [entry for entry in log if entry[0] == "allows"] == []
     # At the end: every scope it passed through, innermost first.
-    assert [entry for entry in log if entry[0] == "allows"] == [("allows", "inner", "x"), ("allows", "outer", "x")]
+    assert [entry for entry in log if entry[0] == "allows"] == [
+        ("allows", "inner", "x"),
+        ("allows", "outer", "x"),
+    ]
 
 
 def test_an_outer_scope_that_discards_means_nobody_judges_at_flush() -> None:

@@ -6,7 +6,6 @@ Celery's ``@app.task`` returns such a proxy; werkzeug's LocalProxy is another.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Callable
 from typing import Any
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,7 +87,7 @@ class Thread:
     body: tuple[Op, ...]
 
 
-Op = Union[Enqueue, Raise, Rollback, Scope, Local, Try, Thread]
+Op = Enqueue | Raise | Rollback | Scope | Local | Try | Thread
 
 name_sets = st.frozensets(st.sampled_from(NAMES), max_size=3)
 allow_all = st.just(("allow",))
@@ -99,7 +99,15 @@ only_names = st.tuples(st.just("only"), name_sets)
 shared = st.tuples(st.just("shared"), st.sampled_from(range(len(SHARED))))
 local_policies = st.one_of(allow_all, allow_all, drop_all, block_tasks, only_names, shared)
 scope_policies = st.one_of(
-    allow_all, allow_all, allow_all, allow_all, drop_all, block_tasks, only_names, st.just(("coalesce",)), shared
+    allow_all,
+    allow_all,
+    allow_all,
+    allow_all,
+    drop_all,
+    block_tasks,
+    only_names,
+    st.just(("coalesce",)),
+    shared,
 )
 # 1 in 16 leaves raises, 1 in 16 rolls back, 1 in 16 enqueues the task that fails
 # at dispatch, 1 in 16 the one that interrupts.
@@ -125,7 +133,12 @@ ops: st.SearchStrategy[Op] = st.recursive(
     max_leaves=30,
 )
 programs = st.builds(
-    Scope, scope_policies, st.just(None), st.lists(ops, min_size=1, max_size=8).map(tuple), st.just(True), st.booleans()
+    Scope,
+    scope_policies,
+    st.just(None),
+    st.lists(ops, min_size=1, max_size=8).map(tuple),
+    st.just(True),
+    st.booleans(),
 )
 
 
@@ -538,7 +551,9 @@ class Runner:
                     pass
             elif isinstance(op, Thread):
                 # A sync worker thread handed the task's context.
-                await asyncio.get_running_loop().run_in_executor(None, airlock.carry_context(self.run), op.body)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, airlock.carry_context(self.run), op.body
+                )
             else:
                 try:
                     with self.tx():
@@ -660,7 +675,9 @@ def test_model_examples_from_the_spec() -> None:
     tx = Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False), Rollback()), False, tx=True)
     assert run_model(_root(tx, A)).dispatched == [("a", 2)]
     # ...and after they were captured by an outer scope
-    inner_tx = Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False, tx=True), Rollback()), False, tx=True)
+    inner_tx = Scope(
+        ("allow",), None, (A, Scope(("allow",), None, (B,), False, tx=True), Rollback()), False, tx=True
+    )
     assert run_model(_root(inner_tx)).dispatched == []
     rolls_back = Scope(("allow",), None, (B, Rollback()), False, tx=True)
     inner_rollback = Scope(("allow",), None, (A, rolls_back), False, tx=True)
@@ -679,7 +696,9 @@ def test_model_examples_from_the_spec() -> None:
         _root(Local(("shared", 0), (Scope(("shared", 0), None, (A, B), False),))),
         _root(Thread((A, Scope(("drop",), None, (B,), False))), A),
         _root(A, Enqueue(INTERRUPTING), B),
-        _root(Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False), Rollback()), False, tx=True), A),
+        _root(
+            Scope(("allow",), None, (A, Scope(("allow",), None, (B,), False), Rollback()), False, tx=True), A
+        ),
     ]:
         assert run_airlock(program) == run_model(program)
         assert run_airlock_async(program) == run_model(program)

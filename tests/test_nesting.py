@@ -285,14 +285,21 @@ def test_before_descendant_flushes_order_is_kept_fifo() -> None:
 
 @pytest.mark.parametrize(
     "returned",
-    [lambda intents: tuple(intents), lambda intents: None, lambda intents: (i for i in intents), lambda intents: set()],
+    [
+        lambda intents: tuple(intents),
+        lambda intents: None,
+        lambda intents: (i for i in intents),
+        lambda intents: set(),
+    ],
     ids=["tuple", "None", "generator", "set"],
 )
 def test_before_descendant_flushes_returning_a_non_list_is_a_type_error(
     returned: Callable[[list[airlock.Intent]], Any],
 ) -> None:
     class Bad(airlock.Scope):
-        def before_descendant_flushes(self, exiting_scope: airlock.Scope, intents: list[airlock.Intent]) -> Any:
+        def before_descendant_flushes(
+            self, exiting_scope: airlock.Scope, intents: list[airlock.Intent]
+        ) -> Any:
             return returned(intents)
 
     rec = Recorder()

@@ -17,7 +17,9 @@ def test_reprs_are_readable() -> None:
     assert repr(airlock.DropAll()) == "DropAll()"
     assert repr(airlock.AssertNoEffects()) == "AssertNoEffects()"
     assert repr(airlock.BlockTasks({"b", "a"})) == "BlockTasks(['a', 'b'])"
-    assert repr(airlock.BlockTasks(["a"], raise_on_enqueue=True)) == "BlockTasks(['a'], raise_on_enqueue=True)"
+    assert (
+        repr(airlock.BlockTasks(["a"], raise_on_enqueue=True)) == "BlockTasks(['a'], raise_on_enqueue=True)"
+    )
     assert repr(airlock.LogOnFlush()) == "LogOnFlush(logger='airlock')"
     assert repr(airlock.LogOnFlush("audit")) == "LogOnFlush(logger='audit')"
     assert repr(airlock.CoalesceDuplicates()) == "CoalesceDuplicates()"

@@ -30,7 +30,9 @@ def _undispatched(caplog: Any) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
-def test_an_interrupt_during_dispatch_propagates_and_names_what_was_left(interrupt: type, caplog: Any) -> None:
+def test_an_interrupt_during_dispatch_propagates_and_names_what_was_left(
+    interrupt: type, caplog: Any
+) -> None:
     rec = Recorder()
     with pytest.raises(interrupt) as info:
         with airlock.scope():
@@ -332,7 +334,12 @@ def test_dispatch_error_pickles_and_copies() -> None:
     for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
         assert type(clone) is airlock.DispatchError and str(clone) == str(error)
         [(i, exc)] = clone.failures
-        assert i.name == "p" and i.args == (1,) and i.kwargs == {"sep": "-"} and i.dispatch_options == {"queue": "q"}
+        assert (
+            i.name == "p"
+            and i.args == (1,)
+            and i.kwargs == {"sep": "-"}
+            and i.dispatch_options == {"queue": "q"}
+        )
         assert type(exc) is ValueError and exc.args == ("boom",)
         assert [type(e) for e in clone.exceptions] == [ValueError]
         assert clone.__notes__ == ["a note"]

@@ -12,7 +12,6 @@ import pytest
 import airlock
 from core_helpers import Recorder
 
-
 # -- with / async with ---------------------------------------------------------
 
 

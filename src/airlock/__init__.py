@@ -1,7 +1,7 @@
 """airlock: express side effects anywhere; control whether and when they escape.
 
-Domain code says what should happen with :func:`enqueue`; the unit of work that
-owns it (a request, a task, a command, a test) opens a :func:`scope` and decides
+Domain code says what should happen with [`enqueue()`][airlock.enqueue]; the unit of work that
+owns it (a request, a task, a command, a test) opens a [`scope()`][airlock.scope] and decides
 when and whether those effects escape.
 """
 

@@ -1,10 +1,10 @@
 """Process-wide defaults for scopes: plain state, nothing else.
 
-What :func:`airlock.configure` set is one immutable snapshot, swapped in a
+What [`airlock.configure()`][airlock.configure] set is one immutable snapshot, swapped in a
 single assignment, so any number of threads read it while another thread
 reconfigures. ``None`` means "never configured": the scope class then falls
 back to its built-in defaults. ``configure()`` and friends (which validate
-their arguments against the scope class) live in :mod:`airlock._scope`.
+their arguments against the scope class) live in `airlock._scope`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,6 @@ def current() -> Snapshot:
 
 
 def replace(snapshot: Snapshot) -> None:
-    """Put ``snapshot`` in force (callers hold :data:`lock`)."""
+    """Put ``snapshot`` in force (callers hold `lock`)."""
     global _snapshot
     _snapshot = snapshot

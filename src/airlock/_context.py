@@ -2,7 +2,7 @@
 
 Threads, asyncio tasks and greenlets (greenlet >= 1.0) each get their own
 context, so concurrent units of work never see each other's scope. A thread
-pool does not inherit the submitting context; :func:`carry_context` hands it
+pool does not inherit the submitting context; [`carry_context()`][airlock.carry_context] hands it
 over explicitly.
 """
 
@@ -59,9 +59,7 @@ class _Judging:
 #: The innermost active scope of this context (or a ``_Judging`` guard).
 current: ContextVar[Scope | _Judging | None] = ContextVar("airlock.scope", default=None)
 #: ``airlock.policy()`` layers in force, outermost first.
-local_policies: ContextVar[tuple[PolicyProtocol, ...]] = ContextVar(
-    "airlock.local_policies", default=()
-)
+local_policies: ContextVar[tuple[PolicyProtocol, ...]] = ContextVar("airlock.local_policies", default=())
 
 
 def get_current_scope() -> Scope | None:
@@ -117,7 +115,7 @@ def carry_context(fn: Callable[P, R]) -> Callable[P, R]:
 
     Thread pools start every job in an empty context, so enqueues made there
     find no scope. Wrap the job when submitting it to keep the caller's scope
-    and local policies::
+    and local policies:
 
         with airlock.scope():
             pool.submit(airlock.carry_context(work), item)

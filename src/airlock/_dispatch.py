@@ -1,9 +1,9 @@
 """HOW intents run: the in-process executor and the scope's dispatch loops.
 
-There is one loop per mode (:meth:`Dispatching._dispatch_all` and
-:meth:`Dispatching._adispatch_all`) and one way to report what happened
-(:meth:`Dispatching._finish_dispatch`). Subclasses change how ONE intent runs
-by overriding :meth:`~Dispatching._dispatch_one` / :meth:`~Dispatching._adispatch_one`,
+There is one loop per mode (`Dispatching._dispatch_all()` and
+`Dispatching._adispatch_all()`) and one way to report what happened
+(`Dispatching._finish_dispatch()`). Subclasses change how ONE intent runs
+by overriding `_dispatch_one()` / `_adispatch_one()`,
 and WHEN the batch runs by overriding ``_dispatch_all`` / ``_adispatch_all``
 and calling ``super()`` when it is time.
 """
@@ -99,17 +99,17 @@ def report_undispatched(scope: Scope, exc: BaseException, intents: list[Intent],
 
 
 class Dispatching:
-    """The dispatch half of :class:`airlock.Scope` (a mixin; see there)."""
+    """The dispatch half of [`airlock.Scope`][airlock.Scope] (a mixin; see there)."""
 
     _executor: Callable[[Intent], Any]
     id: int
     _origin: str | None
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
-        """Run ``intents`` now, in order, each through :meth:`_dispatch_one`.
+        """Run ``intents`` now, in order, each through `_dispatch_one()`.
 
         Every intent is attempted; failures are logged and raised together as
-        one :class:`~airlock.DispatchError`. An interrupt (``KeyboardInterrupt``,
+        one [`DispatchError`][airlock.DispatchError]. An interrupt (``KeyboardInterrupt``,
         ``SystemExit``) propagates after naming the intents it left
         undispatched. Override to defer dispatch (e.g. until a transaction
         commits) and call ``super()._dispatch_all(intents)`` then.
@@ -131,7 +131,9 @@ class Dispatching:
                     try:
                         task = intent._task
                         result = (
-                            task(*intent._args, **intent._kwargs) if type(task) is FunctionType else execute(intent)
+                            task(*intent._args, **intent._kwargs)
+                            if type(task) is FunctionType
+                            else execute(intent)
                         )
                         if result is not None and inspect.isawaitable(result):
                             _refuse_awaitable(intent, result)
@@ -150,7 +152,7 @@ class Dispatching:
             self._finish_dispatch(intents, failures, started if listening else None)
 
     async def _adispatch_all(self, intents: list[Intent]) -> None:
-        """Async twin of :meth:`_dispatch_all`: awaitables are awaited in FIFO order.
+        """Async twin of `_dispatch_all()`: awaitables are awaited in FIFO order.
 
         ``asyncio.CancelledError`` is an interrupt: it propagates after naming
         the intents left undispatched.
@@ -172,7 +174,7 @@ class Dispatching:
             self._finish_dispatch(intents, failures, started if listening else None)
 
     def _dispatch_one(self, intent: Intent) -> None:
-        """Run one intent now (the per-intent hook of :meth:`_dispatch_all`).
+        """Run one intent now (the per-intent hook of `_dispatch_all()`).
 
         Raise to report the intent as failed; the loop goes on with the next.
         """
@@ -181,7 +183,7 @@ class Dispatching:
             _refuse_awaitable(intent, result)
 
     async def _adispatch_one(self, intent: Intent) -> None:
-        """Run one intent now, awaiting what it returns (the hook of :meth:`_adispatch_all`)."""
+        """Run one intent now, awaiting what it returns (the hook of `_adispatch_all()`)."""
         result = self._executor(intent)
         if result is not None and inspect.isawaitable(result):
             await result
@@ -199,7 +201,7 @@ class Dispatching:
         report_undispatched(self, exc, intents[at:], "interrupted the dispatch")  # type: ignore[arg-type]
 
     def _raise_failures(self, failures: list[tuple[Intent, Exception]]) -> None:
-        """Log each failure and raise them together as one :class:`~airlock.DispatchError`.
+        """Log each failure and raise them together as one [`DispatchError`][airlock.DispatchError].
 
         For subclasses that dispatch in their own way (batching, deferring) and
         collect ``(intent, exception)`` pairs: nothing happens if there are none.
@@ -209,7 +211,7 @@ class Dispatching:
     def _finish_dispatch(
         self, intents: list[Intent], failures: list[tuple[Intent, Exception]], started: float | None
     ) -> None:
-        """Report a dispatched batch; raise :class:`~airlock.DispatchError` if anything failed."""
+        """Report a dispatched batch; raise [`DispatchError`][airlock.DispatchError] if anything failed."""
         if started is not None:
             _observe.dispatched(
                 _observe.DispatchEvent(

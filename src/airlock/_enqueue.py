@@ -32,7 +32,7 @@ def enqueue(
 
     Nothing runs now: the intent is judged by the policies in force (which may
     refuse it on the spot), validated by the executor, and buffered in the
-    innermost active scope. Returns the :class:`Intent`.
+    innermost active scope. Returns the [`Intent`][airlock.Intent].
 
     ``_name`` overrides the intent's name (what policies match on),
     ``_origin`` records where it came from (default: the scope's origin),
@@ -89,9 +89,7 @@ def _check_task(scope: Any, task: object, intent: Intent) -> None:
         scope._resolve_checks()
 
 
-def _meta(
-    scope: Any, name: object, origin: object, options: object, policies: tuple[Any, ...]
-) -> _Meta:
+def _meta(scope: Any, name: object, origin: object, options: object, policies: tuple[Any, ...]) -> _Meta:
     check_text(name, "_name", "airlock.enqueue()")
     check_text(origin, "_origin", "airlock.enqueue()")
     return _Meta(

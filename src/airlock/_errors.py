@@ -1,6 +1,6 @@
 """The exception hierarchy.
 
-Everything airlock raises on purpose derives from :class:`AirlockError`, so
+Everything airlock raises on purpose derives from [`AirlockError`][airlock.AirlockError], so
 ``except airlock.AirlockError`` catches every misuse and every dispatch failure
 reported by the library, and nothing else.
 """
@@ -52,24 +52,20 @@ class DispatchError(AirlockError, ExceptionGroup[Exception]):
     """One or more intents failed to dispatch.
 
     Raised after *every* allowed intent has been attempted, so one failure never
-    cancels the others. It is an :class:`ExceptionGroup` of the underlying
+    cancels the others. It is an `ExceptionGroup` of the underlying
     exceptions (``except* SMTPError`` works) and keeps the pairing with the
-    intents that raised them in :attr:`failures`.
+    intents that raised them in `failures`.
     """
 
     failures: tuple[tuple[Intent, Exception], ...]
 
-    def __new__(
-        cls, message: str, failures: Sequence[tuple[Intent, Exception]]
-    ) -> DispatchError:
+    def __new__(cls, message: str, failures: Sequence[tuple[Intent, Exception]]) -> DispatchError:
         failures = tuple(failures)
         self = super().__new__(cls, message, [exc for _, exc in failures])
         self.failures = failures
         return self
 
-    def __init__(
-        self, message: str, failures: Sequence[tuple[Intent, Exception]]
-    ) -> None:
+    def __init__(self, message: str, failures: Sequence[tuple[Intent, Exception]]) -> None:
         super().__init__(message, [exc for _, exc in failures])
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""The :class:`Intent`: a side effect that has been asked for but not yet run."""
+"""The [`Intent`][airlock.Intent]: a side effect that has been asked for but not yet run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def is_coroutine_task(task: object) -> bool:
         task = resolve(task)
     if inspect.iscoroutinefunction(task):
         return True
-    call = getattr(type(task), "__call__", None)
+    call = getattr(type(task), "__call__", None)  # noqa: B004 - the class's __call__, not callable()
     return call is not None and inspect.iscoroutinefunction(call)
 
 
@@ -56,7 +56,9 @@ class ReadOnlyDict(dict[str, Any]):
 def check_options(options: object, where: str) -> ReadOnlyDict:
     """``_dispatch_options`` as stored on an intent, or ``TypeError`` naming what is wrong."""
     if not isinstance(options, Mapping):
-        raise TypeError(f"{where} _dispatch_options must be a mapping of option names to values, got {options!r}")
+        raise TypeError(
+            f"{where} _dispatch_options must be a mapping of option names to values, got {options!r}"
+        )
     bad = [key for key in options if not isinstance(key, str)]
     if bad:
         raise TypeError(f"{where} _dispatch_options keys must be str, got {bad[0]!r}")
@@ -124,7 +126,7 @@ NO_KWARGS: dict[str, Any] = ReadOnlyDict()
 class Intent:
     """A side effect that domain code asked for, held until a scope decides.
 
-    Intents are read-only values created by :func:`airlock.enqueue`. They are
+    Intents are read-only values created by [`airlock.enqueue()`][airlock.enqueue]. They are
     deliberately not hashable: their arguments may not be.
     """
 

@@ -53,7 +53,7 @@ def asks_on_enqueue(policy: object) -> bool:
 def selector(policy: object) -> Selector | None:
     """How ``policy`` filters a batch right now, or ``None`` if it allows everything.
 
-    ``select`` counts only for classes that subclass :class:`airlock.Policy`
+    ``select`` counts only for classes that subclass [`airlock.Policy`][airlock.Policy]
     explicitly (opting in to the optional hook); otherwise ``allows`` is asked
     per intent.
     """
@@ -80,7 +80,7 @@ def checked_subsequence(chosen: object, offered: list[Intent], hook: str) -> lis
     """``chosen`` as a FIFO sub-sequence of ``offered``; errors name ``hook``."""
     if not isinstance(chosen, list):
         raise TypeError(f"{hook}() must return a list of intents, got {type(chosen).__name__}")
-    if len(chosen) == len(offered) and all(a is b for a, b in zip(chosen, offered)):
+    if len(chosen) == len(offered) and all(a is b for a, b in zip(chosen, offered, strict=True)):
         return offered
     offered_ids = {id(i) for i in offered}
     chosen_ids = {id(i) for i in chosen}

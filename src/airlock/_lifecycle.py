@@ -1,16 +1,16 @@
-"""The :class:`Scope`: a unit of work's buffer of intents, its lifecycle and nesting.
+"""The [`Scope`][airlock.Scope]: a unit of work's buffer of intents, its lifecycle and nesting.
 
-Lifecycle, usable imperatively (integrations do)::
+Lifecycle, usable imperatively (integrations do):
 
     scope.enter() -> code runs, intents buffered -> scope.end(error)
     (end = exit() -> should_flush(error) -> flush() or discard())
 
-``with`` / ``async with`` and every integration go through :meth:`Scope.end`
-/ :meth:`Scope.aend`, the one end-of-life path.
+``with`` / ``async with`` and every integration go through [`Scope.end()`][airlock.Scope.end]
+/ [`Scope.aend()`][airlock.Scope.aend], the one end-of-life path.
 
 Concurrency: a scope may be shared by several threads (``carry_context``).
 An ``enqueue`` racing the scope's flush either lands in that flush or raises
-:class:`~airlock.ScopeStateError`, without a lock on the common path. The
+[`ScopeStateError`][airlock.ScopeStateError], without a lock on the common path. The
 flush first changes the state, then appends a seal marker to the buffer (one
 atomic ``list.append``); it takes what is before the marker. An enqueue
 appends, then reads the state: if the scope is still open, its intent is
@@ -32,7 +32,15 @@ from . import _config, _context, _observe
 from ._dispatch import Dispatching, execute, report_undispatched
 from ._errors import ScopeStateError, UsageError
 from ._intent import Intent, _Meta
-from ._judge import _ALLOWS_EVERYTHING, _NOOP_ON_ENQUEUE, asks_on_enqueue, checked_subsequence, distinct, judge, selector
+from ._judge import (
+    _ALLOWS_EVERYTHING,
+    _NOOP_ON_ENQUEUE,
+    asks_on_enqueue,
+    checked_subsequence,
+    distinct,
+    judge,
+    selector,
+)
 from ._policies import AllowAll, check_policy
 from ._protocols import Policy
 
@@ -43,7 +51,13 @@ _ACTIVE: Final = 1
 _EXITED: Final = 2
 _FLUSHED: Final = 3
 _DISCARDED: Final = 4
-_STATES: Final = ("new (never entered)", "active", "exited (not yet flushed or discarded)", "flushed", "discarded")
+_STATES: Final = (
+    "new (never entered)",
+    "active",
+    "exited (not yet flushed or discarded)",
+    "flushed",
+    "discarded",
+)
 
 _ids = itertools.count(1)
 _get_current = _context.current.get
@@ -65,17 +79,17 @@ class Scope(Dispatching):
     """A unit of work's buffer of intents, and the decision about them.
 
     ``policy`` decides WHICH intents escape, ``executor`` HOW they run (both
-    default to :func:`airlock.configure`'s, else ``AllowAll()`` and the
+    default to [`airlock.configure()`][airlock.configure]'s, else ``AllowAll()`` and the
     in-process ``airlock._execute``), ``origin`` says where the unit of work
     comes from (a request path, a task name) and is recorded on every intent
     enqueued in it; nested scopes inherit it.
 
-    Subclasses change WHEN by overriding :meth:`should_flush`,
-    :meth:`_dispatch_all` / :meth:`_adispatch_all` (defer) or the per-intent
-    :meth:`_dispatch_one` / :meth:`_adispatch_one`, how they treat a nested
-    scope's intents with :meth:`before_descendant_flushes`, what is checked at
-    enqueue with :meth:`enqueue_checks`, and what happens to each enqueued
-    intent with :meth:`_add`. They never need to override :meth:`flush`.
+    Subclasses change WHEN by overriding [`should_flush()`][airlock.Scope.should_flush],
+    `_dispatch_all()` / `_adispatch_all()` (defer) or the per-intent
+    `_dispatch_one()` / `_adispatch_one()`, how they treat a nested
+    scope's intents with [`before_descendant_flushes()`][airlock.Scope.before_descendant_flushes], what is checked at
+    enqueue with [`enqueue_checks()`][airlock.Scope.enqueue_checks], and what happens to each enqueued
+    intent with `_add()`. They never need to override [`flush()`][airlock.Scope.flush].
     """
 
     #: When true, this scope's flush is final for its intents: every enclosing
@@ -122,7 +136,9 @@ class Scope(Dispatching):
             if executor is None:
                 executor = execute
         elif not callable(executor):
-            raise TypeError(f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}")
+            raise TypeError(
+                f"{type(self).__name__}(executor=...) needs a callable taking an Intent, got {executor!r}"
+            )
         if origin is not None and not isinstance(origin, str):
             raise TypeError(f"{type(self).__name__}(origin=...) must be a str, got {origin!r}")
         # Everything ``enqueue`` and the lifecycle read lives on the instance,
@@ -234,7 +250,7 @@ class Scope(Dispatching):
 
         Default: the executor's ``validate`` (if it has one). Subclasses may add
         their own (call ``super().enqueue_checks()``), e.g. to tie an intent to
-        the transaction it was made in with :meth:`Intent.add_condition`.
+        the transaction it was made in with [`Intent.add_condition()`][airlock.Intent.add_condition].
         Asked once per scope, at its first enqueue. (Policies are not checks:
         the scope asks their ``on_enqueue`` itself.)
         """
@@ -261,7 +277,9 @@ class Scope(Dispatching):
         if self._state:
             if self._state == _ACTIVE:
                 raise ScopeStateError(f"cannot enter {self!r}: it is already active; scopes are single-use")
-            raise ScopeStateError(f"cannot enter {self!r}: it is {_STATES[self._state]}; scopes are single-use")
+            raise ScopeStateError(
+                f"cannot enter {self!r}: it is {_STATES[self._state]}; scopes are single-use"
+            )
         parent = _get_current()
         if parent is not None:
             if type(parent) is _context._Judging:
@@ -299,10 +317,10 @@ class Scope(Dispatching):
         return parent._awaits and (captures_all or awaits)
 
     def exit(self) -> None:
-        """Stop being the active scope. Then :meth:`flush` or :meth:`discard` (or use :meth:`end`).
+        """Stop being the active scope. Then [`flush()`][airlock.Scope.flush] or [`discard()`][airlock.Scope.discard] (or use [`end()`][airlock.Scope.end]).
 
         Only the innermost active scope of the context that entered it can
-        exit; anything else is a :class:`~airlock.ScopeStateError` that leaves
+        exit; anything else is a [`ScopeStateError`][airlock.ScopeStateError] that leaves
         every context's active scope as it was.
         """
         if self._state != _ACTIVE:
@@ -348,9 +366,9 @@ class Scope(Dispatching):
         return now
 
     async def aflush(self) -> list[Intent]:
-        """Like :meth:`flush`, awaiting coroutine tasks and awaitable executors.
+        """Like [`flush()`][airlock.Scope.flush], awaiting coroutine tasks and awaitable executors.
 
-        A subclass that overrides only :meth:`_dispatch_all` (to defer) is
+        A subclass that overrides only `_dispatch_all()` (to defer) is
         honoured: its ``_dispatch_all`` runs, exactly as under ``flush()``.
         """
         intents = self._seal(_FLUSHED, "flush")
@@ -378,10 +396,10 @@ class Scope(Dispatching):
         return dropped
 
     def end(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
-        """The one end-of-life path: :meth:`exit`, decide, then :meth:`flush` or :meth:`discard`.
+        """The one end-of-life path: [`exit()`][airlock.Scope.exit], decide, then [`flush()`][airlock.Scope.flush] or [`discard()`][airlock.Scope.discard].
 
         The scope flushes when ``flush`` is true (an integration's own rule,
-        e.g. "the response status is below 400") and :meth:`should_flush`
+        e.g. "the response status is below 400") and [`should_flush()`][airlock.Scope.should_flush]
         agrees for ``error``. A ``should_flush`` that raises leaves the scope
         discarded and the exception propagating. A subclass whose ``exit()``
         already flushed or discarded is left as it is. Returns what was
@@ -403,7 +421,7 @@ class Scope(Dispatching):
         return []
 
     async def aend(self, error: BaseException | None = None, *, flush: bool = True) -> list[Intent]:
-        """Async twin of :meth:`end`: flushes with :meth:`aflush`."""
+        """Async twin of [`end()`][airlock.Scope.end]: flushes with [`aflush()`][airlock.Scope.aflush]."""
         self.exit()
         if self._state != _EXITED:
             return []
@@ -487,7 +505,9 @@ class Scope(Dispatching):
         raise ScopeStateError(f"cannot {action} {self!r}: it is already {_STATES[self._state]}")
 
     def _refuse(self, intent: Intent) -> None:
-        raise ScopeStateError(f"cannot enqueue {intent.name} into {self!r}: it is already {_STATES[self._state]}")
+        raise ScopeStateError(
+            f"cannot enqueue {intent.name} into {self!r}: it is already {_STATES[self._state]}"
+        )
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
@@ -523,7 +543,7 @@ class Scope(Dispatching):
         return resolved
 
     def _judge_and_add(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
-        """Judge ``intent`` at enqueue, then hand it to :meth:`_add`."""
+        """Judge ``intent`` at enqueue, then hand it to `_add()`."""
         self._judge(intent, checks)
         self._add(intent)
 
@@ -596,7 +616,9 @@ class Scope(Dispatching):
         out_ids = {id(i) for i in now} | {id(i) for i in captured}
         dropped = tuple(i for i in intents if id(i) not in out_ids)
         _observe.scope_ended(
-            _observe.ScopeEndEvent(self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured))
+            _observe.ScopeEndEvent(
+                self, self.id, "flushed", self._origin, tuple(now), dropped, tuple(captured)
+            )
         )
 
     def _tail(self) -> tuple[Any, ...]:

@@ -55,7 +55,7 @@ class DispatchEvent:
 
 
 class Observer(Protocol):
-    """What :func:`add_observer` accepts."""
+    """What [`add_observer()`][airlock.add_observer] accepts."""
 
     def on_scope_end(self, event: ScopeEndEvent) -> None: ...
 
@@ -69,7 +69,9 @@ observers: tuple[Observer, ...] = ()
 def add_observer(observer: Observer) -> None:
     """Call ``observer.on_scope_end`` / ``on_dispatch`` for every scope from now on."""
     global observers
-    if not (callable(getattr(observer, "on_scope_end", None)) and callable(getattr(observer, "on_dispatch", None))):
+    if not (
+        callable(getattr(observer, "on_scope_end", None)) and callable(getattr(observer, "on_dispatch", None))
+    ):
         raise TypeError(f"an observer needs on_scope_end() and on_dispatch() methods, got {observer!r}")
     if observer not in observers:
         observers = (*observers, observer)

@@ -1,12 +1,12 @@
 """Policies: the per-intent gate that decides WHICH effects escape.
 
 A policy has two hooks. ``on_enqueue(intent)`` runs when the intent is created
-and may raise :class:`~airlock.PolicyViolation` to refuse it on the spot, at the
+and may raise [`PolicyViolation`][airlock.PolicyViolation] to refuse it on the spot, at the
 line that asked for it. ``allows(intent)`` runs once, when the intent is
 finally dispatched, and returns whether it may go; ``False`` drops it silently.
 Policies filter, they never reorder, and they may not enqueue.
 
-The protocol (and base class with no-op defaults) is :class:`airlock.Policy`;
+The protocol (and base class with no-op defaults) is [`airlock.Policy`][airlock.Policy];
 this module holds the built-in policies and the one check of "is this a
 policy?".
 """
@@ -59,7 +59,7 @@ class DropAll(Policy):
 
 
 class AssertNoEffects(Policy):
-    """Raise :class:`~airlock.PolicyViolation` at any enqueue, naming the task.
+    """Raise [`PolicyViolation`][airlock.PolicyViolation] at any enqueue, naming the task.
 
     For code that must stay pure: the error points at the line that tried to
     cause an effect.
@@ -81,7 +81,7 @@ class BlockTasks(Policy):
     """Drop intents whose name is in ``names``; allow the rest.
 
     With ``raise_on_enqueue=True`` a blocked intent raises
-    :class:`~airlock.PolicyViolation` at the enqueue line instead.
+    [`PolicyViolation`][airlock.PolicyViolation] at the enqueue line instead.
     """
 
     def __init__(self, names: Iterable[str], *, raise_on_enqueue: bool = False) -> None:

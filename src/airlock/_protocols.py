@@ -23,7 +23,7 @@ class Policy(Protocol):
     no-op defaults below, so a subclass overrides only what it needs:
 
     * ``on_enqueue(intent)`` runs when the intent is created, at the line that
-      asked for it; raise :class:`~airlock.PolicyViolation` to refuse it there.
+      asked for it; raise [`PolicyViolation`][airlock.PolicyViolation] to refuse it there.
     * ``allows(intent)`` runs once, when the intent is finally dispatched;
       ``False`` drops it silently.
 
@@ -41,7 +41,7 @@ class Policy(Protocol):
 
     def on_enqueue(self, intent: Intent) -> None:
         """Called when ``intent`` is enqueued; raise ``PolicyViolation`` to refuse it."""
-        return None
+        return
 
     def allows(self, intent: Intent) -> bool:
         """Called when ``intent`` is about to be dispatched; return ``False`` to drop it."""
@@ -51,14 +51,14 @@ class Policy(Protocol):
         return f"{type(self).__name__}()"
 
 
-#: Compatibility name: an earlier spelling of :class:`Policy` (the same object).
+#: Compatibility name: an earlier spelling of [`Policy`][airlock.Policy] (the same object).
 #: Prefer ``airlock.Policy``.
 PolicyProtocol = Policy
 
 
 @runtime_checkable
 class Executor(Protocol):
-    """HOW effects run: a callable taking an :class:`~airlock.Intent`.
+    """HOW effects run: a callable taking an [`Intent`][airlock.Intent].
 
     ``airlock._execute`` (the default, in-process) and every executor in
     ``airlock.integrations.executors`` are instances. An executor may return an

@@ -1,6 +1,6 @@
 """The scope API: ``scope()``, ``scoped()``, ``build_scope()`` and configuration.
 
-:func:`build_scope` is the one place that turns "a scope for this unit of work"
+`build_scope()` is the one place that turns "a scope for this unit of work"
 into a scope object, with the configured class, policy, executor and keyword
 arguments. ``airlock.scope()``, ``@airlock.scoped`` and every integration
 (middlewares, task wrappers) call it, so a custom scope class configured with
@@ -37,7 +37,7 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Compatibility name for integrations; prefer :func:`airlock._intent.is_coroutine_task`.
+#: Compatibility name for integrations; prefer `airlock._intent.is_coroutine_task()`.
 _is_coroutine_callable = is_coroutine_task
 
 
@@ -45,7 +45,7 @@ _is_coroutine_callable = is_coroutine_task
 
 
 class Configuration(TypedDict):
-    """What :func:`get_configuration` returns; ``None`` where nothing was configured."""
+    """What [`get_configuration()`][airlock.get_configuration] returns; ``None`` where nothing was configured."""
 
     scope_cls: type[Scope] | None
     policy: Policy | None
@@ -94,7 +94,7 @@ def configure(
 def get_configuration() -> Configuration:
     """A copy of what was configured: ``scope_cls``, ``policy``, ``executor``, ``scope_kwargs``.
 
-    Each is ``None`` until configured (and after :func:`reset_configuration`);
+    Each is ``None`` until configured (and after [`reset_configuration()`][airlock.reset_configuration]);
     scopes then use the built-in defaults: ``airlock.Scope``, ``AllowAll()``,
     the in-process executor ``airlock._execute``, no keyword arguments.
     """
@@ -108,7 +108,7 @@ def get_configuration() -> Configuration:
 
 
 def reset_configuration() -> None:
-    """Forget everything :func:`configure` set: back to the built-in defaults."""
+    """Forget everything [`configure()`][airlock.configure] set: back to the built-in defaults."""
     with _config.lock:
         _config.replace(_config.Snapshot())
 
@@ -144,7 +144,9 @@ def _accepts(cls: type[Scope], name: str) -> bool:
             if any(p.kind is p.VAR_KEYWORD for p in params):
                 names = None
             else:
-                names = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+                names = frozenset(
+                    p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                )
         try:
             ref: Any = weakref.ref(init)
         except TypeError:  # pragma: no cover - an __init__ that cannot be weakly referenced
@@ -214,7 +216,7 @@ def build_scope(
 def scope(policy: Policy | None = None, *, _cls: type[Scope] | None = None, **scope_kwargs: Any) -> Scope:
     """A new scope, used as ``with airlock.scope() as s:`` or ``async with``.
 
-    Arguments left out come from :func:`airlock.configure`: the scope class,
+    Arguments left out come from [`airlock.configure()`][airlock.configure]: the scope class,
     the policy, the executor, and the scope keyword arguments (the configured
     ones apply to the configured class and its subclasses; explicit ones win).
     """
@@ -242,7 +244,7 @@ def scoped(*args: Any, **kwargs: Any) -> Any:
 
     Works on plain and ``async def`` functions, spelled ``@airlock.scoped`` or
     ``@airlock.scoped(policy, _cls=..., **scope_kwargs)`` with the arguments of
-    :func:`scope`. Generator and async-generator functions are refused (a
+    [`scope()`][airlock.scope]. Generator and async-generator functions are refused (a
     scope around the call would close before the body runs); open
     ``with airlock.scope():`` inside the generator instead. Apply it below
     ``@classmethod`` / ``@staticmethod``, on the function itself.

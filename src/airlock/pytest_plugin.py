@@ -113,7 +113,7 @@ _DJANGO_DB_FIXTURES = (
 def resolve_policy(spec: object, where: str) -> PolicyFactory:
     """Turn a policy spec into a factory that makes the policy for one test.
 
-    ``spec`` is a policy instance, one of the names in :data:`NAMED_POLICIES`,
+    ``spec`` is a policy instance, one of the names in `NAMED_POLICIES`,
     or a dotted path (``pkg.module.Name`` or ``pkg.module:Name``) to a policy
     class, a zero-argument factory, or a policy instance.
     """

@@ -1,16 +1,16 @@
 """Helpers for asserting on side effects, with or without pytest.
 
-:func:`capture` runs a block inside a scope whose policy is
-:class:`~airlock.DropAll` (so nothing escapes) and hands back a live view of
+[`capture()`][airlock.testing.capture] runs a block inside a scope whose policy is
+[`DropAll`][airlock.DropAll] (so nothing escapes) and hands back a live view of
 every intent that reached it, including those that nested scopes flushed into
-it. :func:`assert_enqueued` and :func:`assert_not_enqueued` check such a
-collection and, when they fail, say what was enqueued instead::
+it. [`assert_enqueued()`][airlock.testing.assert_enqueued] and [`assert_not_enqueued()`][airlock.testing.assert_not_enqueued] check such a
+collection and, when they fail, say what was enqueued instead:
 
     with airlock.testing.capture() as intents:
         checkout(order)
     airlock.testing.assert_enqueued(intents, send_receipt, order.id)
 
-The pytest plugin (:mod:`airlock.pytest_plugin`) builds on the same pieces.
+The pytest plugin ([`airlock.pytest_plugin`][airlock.pytest_plugin]) builds on the same pieces.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ __all__ = [
 
 
 class CapturedIntents(Sequence[Intent]):
-    """A read-only, live sequence of the intents a :func:`capture` block saw.
+    """A read-only, live sequence of the intents a [`capture()`][airlock.testing.capture] block saw.
 
     While the block runs it reflects the scope's buffer as it grows; once the
     block has ended it keeps the final list (what the scope held when it
     ended), so assertions after the ``with`` still work. ``.scope`` is the
-    underlying :class:`~airlock.Scope`.
+    underlying [`Scope`][airlock.Scope].
     """
 
     __slots__ = ("_scope", "_final")
@@ -94,10 +94,10 @@ class capture:  # noqa: N801 - used like a function: ``with capture() as intents
     """Run a block in a scope that dispatches nothing and collect its intents.
 
     ``with capture() as intents:`` (or ``async with``, which also accepts
-    coroutine tasks) yields a :class:`CapturedIntents`. The scope is an
+    coroutine tasks) yields a [`CapturedIntents`][airlock.testing.CapturedIntents]. The scope is an
     ordinary ``airlock.scope()`` (so the configured scope class, e.g.
     ``DjangoScope``, is used) with ``policy=DropAll()`` unless you pass another
-    ``policy``; every other keyword goes to :func:`airlock.scope`. Intents of
+    ``policy``; every other keyword goes to [`airlock.scope()`][airlock.scope]. Intents of
     nested scopes that flush are captured too; those of nested scopes that
     discard (an exception) are not, exactly as in production.
     """
@@ -229,7 +229,7 @@ def assert_enqueued(
 ) -> list[Intent]:
     """Fail unless ``task`` was enqueued (with these arguments, if given).
 
-    ``source`` is a :class:`~airlock.Scope`, what :func:`capture` yielded, or
+    ``source`` is a [`Scope`][airlock.Scope], what [`capture()`][airlock.testing.capture] yielded, or
     any iterable of intents; ``task`` is the task object or the intent name.
     Without ``args``/``kwargs`` any call of the task matches; with them both
     must be equal. ``_count`` requires exactly that many matches. Returns the
@@ -263,7 +263,7 @@ def assert_enqueued(
 def assert_not_enqueued(source: IntentSource, task: TaskRef, /, *args: Any, **kwargs: Any) -> None:
     """Fail if ``task`` was enqueued (with these arguments, if given).
 
-    Same matching rules as :func:`assert_enqueued`; the ``AssertionError``
+    Same matching rules as [`assert_enqueued()`][airlock.testing.assert_enqueued]; the ``AssertionError``
     names the offending intents and lists everything that was enqueued.
     """
     if not (isinstance(task, str) or callable(task)):

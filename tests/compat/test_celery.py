@@ -166,7 +166,9 @@ def test_dispatch_options_reach_apply_async_untouched(app: Celery) -> None:
     apply_async.assert_called_once_with(args=(7,), kwargs={}, **options)
 
 
-@pytest.mark.filterwarnings("ignore::celery.exceptions.CDeprecationWarning")  # Mock(spec=Task) reads every attribute
+@pytest.mark.filterwarnings(
+    "ignore::celery.exceptions.CDeprecationWarning"
+)  # Mock(spec=Task) reads every attribute
 def test_a_task_test_double_is_dispatched_like_a_task() -> None:
     task = mock.Mock(spec=Task)
     task.name = "shop.notify"

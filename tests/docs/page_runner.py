@@ -77,7 +77,9 @@ def extract_blocks(text: str) -> list[Block]:
                 and not closing.group("info").strip()
             ):
                 break
-            body.append(lines[index][len(indent):] if lines[index].startswith(indent) else lines[index].lstrip())
+            body.append(
+                lines[index][len(indent) :] if lines[index].startswith(indent) else lines[index].lstrip()
+            )
             index += 1
         index += 1
         if language in PYTHON_LANGUAGES:

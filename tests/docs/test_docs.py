@@ -7,6 +7,7 @@ in a fresh temp directory, with airlock's configuration reset.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -14,8 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-import importlib.util
 
 REPO = Path(__file__).parents[2]
 DOCS = REPO / "docs"
@@ -34,7 +33,12 @@ def run(page: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     # settings (pytest-django exports DJANGO_SETTINGS_MODULE) leak into it.
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS")}
     return subprocess.run(
-        [sys.executable, str(RUNNER), str(page)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(RUNNER), str(page)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -42,7 +46,9 @@ def run(page: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_page_samples_run(page: Path, tmp_path: Path) -> None:
     result = run(page, tmp_path)
     if result.returncode != 0:
-        pytest.fail(f"samples of docs/{page.relative_to(DOCS)} failed:\n{result.stderr}{result.stdout}", pytrace=False)
+        pytest.fail(
+            f"samples of docs/{page.relative_to(DOCS)} failed:\n{result.stderr}{result.stdout}", pytrace=False
+        )
 
 
 def test_docs_have_pages_with_samples() -> None:
@@ -101,7 +107,7 @@ def test_runner_runs_setup_and_blocks_in_one_namespace(tmp_path: Path) -> None:
 
 
 TEST_PAGE = textwrap.dedent(
-    '''\
+    """\
     ```python title="shop.py"
     def total(prices):
         return sum(prices)
@@ -118,7 +124,7 @@ TEST_PAGE = textwrap.dedent(
     def test_total():
         assert total([1, 2]) == EXPECTED
     ```
-    '''
+    """
 )
 
 

@@ -35,7 +35,9 @@ class CeleryEnv:
 
     def _count(self, name: str) -> int:
         with self.app.connection_for_write() as conn:
-            return int(conn.default_channel.queue_declare(queue=name, durable=True, auto_delete=False).message_count)
+            return int(
+                conn.default_channel.queue_declare(queue=name, durable=True, auto_delete=False).message_count
+            )
 
     def queue_size(self, name: str, expected: int | None = None, timeout: float = 5.0) -> int:
         """Messages waiting in queue ``name`` on the broker (declared if missing).
@@ -72,7 +74,9 @@ class CeleryEnv:
 
 
 @contextmanager
-def celery_env_on(broker_kind: str, results_redis: redis.Redis, task_cls: str | None = None) -> Iterator[CeleryEnv]:
+def celery_env_on(
+    broker_kind: str, results_redis: redis.Redis, task_cls: str | None = None
+) -> Iterator[CeleryEnv]:
     """A fresh app on ``broker_kind`` ("redis" or "amqp") with an ``airlock_exec.record`` task.
 
     ``record`` appends what it ran with to a Redis list the test reads back.

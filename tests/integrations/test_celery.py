@@ -66,12 +66,16 @@ def shim_task(env: CeleryEnv) -> Any:
 
     @env.app.task(name="airlock_exec.shimmed", base=LegacyTaskShim, shared=False)
     def shimmed(value: Any) -> None:
-        env.results.rpush(key, json.dumps({"value": value, "tag": "shim", "at": 0, "queue": None, "task_id": None}))
+        env.results.rpush(
+            key, json.dumps({"value": value, "tag": "shim", "at": 0, "queue": None, "task_id": None})
+        )
 
     return shimmed
 
 
-def test_shim_delay_is_buffered_warned_at_the_call_site_and_runs_on_a_worker(env: CeleryEnv, shim_task: Any) -> None:
+def test_shim_delay_is_buffered_warned_at_the_call_site_and_runs_on_a_worker(
+    env: CeleryEnv, shim_task: Any
+) -> None:
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         with airlock.scope(executor=celery_executor) as scope:
@@ -153,7 +157,10 @@ def test_intercept_buffers_inside_a_scope_with_options(env: CeleryEnv, intercept
             env.record.apply_async((2,), {"tag": "apply"}, queue=other)
             assert [_without_id(i.dispatch_options) for i in scope.intents] == [{}, {"queue": other}]
             assert env.queue_size(env.queue) == env.queue_size(other, expected=0) == 0
-    assert [(w.filename, w.lineno) for w in _deprecations(record)] == [(__file__, delay_line), (__file__, apply_line)]
+    assert [(w.filename, w.lineno) for w in _deprecations(record)] == [
+        (__file__, delay_line),
+        (__file__, apply_line),
+    ]
     assert "buffered" in str(_deprecations(record)[0].message)
     assert env.queue_size(env.queue, expected=1) == 1
     assert env.queue_size(other, expected=1) == 1  # the executor sent them once: no re-interception
@@ -299,7 +306,9 @@ def test_canvas_and_live_connections_in_a_scope(env: CeleryEnv, intercept: None)
                 group(record.s(2), record.s(3)).apply_async(producer=producer)
                 record.s(4).apply_async(connection=producer.connection)
                 assert len(scope.intents) == 3
-                assert [LIVE_OPTIONS & (i.dispatch_options or {}).keys() for i in scope.intents] == [set()] * 3
+                assert [LIVE_OPTIONS & (i.dispatch_options or {}).keys() for i in scope.intents] == [
+                    set()
+                ] * 3
                 assert scope.intents[1].task.name == "celery.group"
                 assert env.queue_size(env.queue, expected=0) == 0
     assert env.queue_size(env.queue, expected=4) == 4  # sent at flush with connections of its own
@@ -429,9 +438,13 @@ def test_a_run_whose_flush_fails_fails(eager_app: Celery, intercept: None) -> No
 def test_a_canvas_can_be_enqueued_directly(env: CeleryEnv) -> None:
     record = env.record
     with airlock.scope(executor=celery_executor) as scope:
-        intent = airlock.enqueue(chain(record.si("first"), record.si("second")), _dispatch_options={"countdown": 0})
+        intent = airlock.enqueue(
+            chain(record.si("first"), record.si("second")), _dispatch_options={"countdown": 0}
+        )
         assert intent.name == "chain"
-        with pytest.raises(TypeError, match=r"cannot enqueue group: the arguments of its tasks cannot be serialized"):
+        with pytest.raises(
+            TypeError, match=r"cannot enqueue group: the arguments of its tasks cannot be serialized"
+        ):
             airlock.enqueue(group(record.s(object())))
         assert scope.intents == [intent]
     with env.worker():
@@ -462,4 +475,7 @@ def test_warnings_from_signatures_point_at_the_calling_line(env: CeleryEnv, inte
             env.record.s(1).delay()
             chain_line = _next_line()
             chain(env.record.si(2), env.record.si(3)).delay()
-    assert [(w.filename, w.lineno) for w in _deprecations(record)] == [(__file__, line), (__file__, chain_line)]
+    assert [(w.filename, w.lineno) for w in _deprecations(record)] == [
+        (__file__, line),
+        (__file__, chain_line),
+    ]

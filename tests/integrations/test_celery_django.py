@@ -17,7 +17,10 @@ from airlock.integrations.executors.celery import celery_executor
 from integrations.celery_env import CELERY_DB, CeleryEnv, celery_env_on
 from integrations.redis_dbs import flushed_redis
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 
 @pytest.fixture
@@ -28,7 +31,9 @@ def results_redis() -> Iterator[redis.Redis]:
 @pytest.fixture
 def env(results_redis: redis.Redis) -> Iterator[CeleryEnv]:
     # What Celery's Django fixup sets when the project did not choose a task class.
-    with celery_env_on("redis", results_redis, task_cls="celery.contrib.django.task:DjangoTask") as celery_env:
+    with celery_env_on(
+        "redis", results_redis, task_cls="celery.contrib.django.task:DjangoTask"
+    ) as celery_env:
         yield celery_env
 
 
@@ -49,7 +54,9 @@ def test_shimmed_task_is_still_a_django_task(shimmed: Any) -> None:
     assert shimmed.__class__.delay is LegacyTaskShim.delay  # the shim's delay wins
 
 
-def test_delay_on_commit_waits_for_the_commit_then_goes_through_the_shim(env: CeleryEnv, shimmed: Any) -> None:
+def test_delay_on_commit_waits_for_the_commit_then_goes_through_the_shim(
+    env: CeleryEnv, shimmed: Any
+) -> None:
     with airlock.scope(executor=celery_executor) as scope:
         with transaction.atomic():
             assert shimmed.delay_on_commit("committed") is None

@@ -81,10 +81,14 @@ def test_each_task_run_has_its_own_scope(worker: Worker, request: pytest.Fixture
     worker.settle()  # anything those runs sent has run by now
     runs = _runs_of(worker, key)
 
-    assert sorted(worker.values(key)) == sorted([
-        f"{key}-ok-delay-0", f"{key}-ok-enqueue-0",          # success: flushed
-        f"{key}-retry-delay-1", f"{key}-retry-enqueue-1",    # the retried attempt succeeded
-    ])  # fmt: skip  -- nothing from the run that raised, nothing from the attempt that retried
+    assert sorted(worker.values(key)) == sorted(
+        [
+            f"{key}-ok-delay-0",
+            f"{key}-ok-enqueue-0",  # success: flushed
+            f"{key}-retry-delay-1",
+            f"{key}-retry-enqueue-1",  # the retried attempt succeeded
+        ]
+    )  # fmt: skip  -- nothing from the run that raised, nothing from the attempt that retried
     assert sorted((r["args"][0], r["retries"], r["state"]) for r in runs) == [
         ("ok", 0, "SUCCESS"), ("raise", 0, "FAILURE"), ("retry", 0, "RETRY"), ("retry", 1, "SUCCESS"),
     ]  # fmt: skip
@@ -149,14 +153,18 @@ def test_canvas_in_a_scope_is_buffered_then_sent_with_the_ids_it_returned(
     record = intercepted
     with airlock.scope() as scope:
         grouped = group(record.s(f"{key}-group-{i}", tag="canvas") for i in range(2)).apply_async()
-        chained = chain(record.si(f"{key}-chain-0", tag="canvas"), record.si(f"{key}-chain-1", tag="canvas")).delay()
+        chained = chain(
+            record.si(f"{key}-chain-0", tag="canvas"), record.si(f"{key}-chain-1", tag="canvas")
+        ).delay()
         signed = record.s(f"{key}-signature", tag="canvas").apply_async(countdown=0)
         header = [worker.client.signature("worker_app.value", args=(n,)) for n in (1, 2)]
         chorded = chord(header, record.s(tag=f"{key}-chord")).apply_async()
         assert len(scope.intents) == 4  # each canvas is one intent
         assert worker.queue_size() == 0  # nothing reached the broker yet
     worker.wait_until(lambda: len(worker.values(key)) == 5, "every group, chain and signature member")
-    (body,) = worker.wait_until(lambda: [r for r in worker.records() if r["tag"] == f"{key}-chord"], "the chord body")
+    (body,) = worker.wait_until(
+        lambda: [r for r in worker.records() if r["tag"] == f"{key}-chord"], "the chord body"
+    )
     assert sorted(body["value"]) == [1, 2]
     assert body["task_id"] == chorded.id
     ids = {r["value"]: r["task_id"] for r in worker.records() if str(r["value"]).startswith(key)}

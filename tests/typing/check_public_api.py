@@ -137,6 +137,7 @@ except airlock.DispatchError as error:
 except airlock.AirlockError:
     pass
 
+
 # Observers.
 class Counter:
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
 """ASGI: one airlock scope per HTTP request, for Starlette, FastAPI or any ASGI app.
 
-:class:`AirlockMiddleware` is plain ASGI (it imports no framework), so it works
+[`AirlockMiddleware`][airlock.integrations.asgi.AirlockMiddleware] is plain ASGI (it imports no framework), so it works
 as ``app.add_middleware(AirlockMiddleware)`` in Starlette/FastAPI and around any
 ASGI callable. For every HTTP request it opens a scope, runs the app in it, and
 decides from what the app actually sent:
@@ -66,7 +66,7 @@ class ASGIScope(Scope):
     executor call runs in the loop's default thread pool with a copy of the
     current context. One intent at a time, in FIFO order (the core's dispatch
     loop; this class only changes how ONE intent runs). A synchronous
-    :meth:`flush` behaves like the base :class:`~airlock.Scope`.
+    [`flush()`][airlock.Scope.flush] behaves like the base [`Scope`][airlock.Scope].
     """
 
     __slots__ = ()
@@ -195,9 +195,9 @@ class AirlockMiddleware:
 
     ``should_flush(asgi_scope, status) -> bool`` replaces the default "status
     < 400" rule; it is only asked when the response completed and the view did
-    not raise. Other keyword arguments go to :func:`airlock.scope` for every
+    not raise. Other keyword arguments go to [`airlock.scope()`][airlock.scope] for every
     request (``policy=``, ``executor=``, ``_cls=``). Without ``_cls`` the
-    request scope is an :class:`ASGIScope`, unless ``airlock.configure
+    request scope is an [`ASGIScope`][airlock.integrations.asgi.ASGIScope], unless ``airlock.configure
     (scope_cls=...)`` chose another class, which then wins.
 
     Handlers find the scope at ``scope["airlock"]`` of the ASGI scope

@@ -1,16 +1,16 @@
 """Celery helpers: migrate ``.delay()`` call sites to airlock, one step at a time.
 
-* :class:`LegacyTaskShim` - a task base class: ``.delay()``/``.apply_async()``
+* [`LegacyTaskShim`][airlock.integrations.celery.LegacyTaskShim] - a task base class: ``.delay()``/``.apply_async()``
   on its tasks warn and become ``airlock.enqueue`` (options become dispatch
-  options). Outside a scope they raise :class:`airlock.NoScopeError`.
-* :func:`install_global_intercept` - every task's ``.delay()``/``.apply_async()``
+  options). Outside a scope they raise [`airlock.NoScopeError`][airlock.NoScopeError].
+* [`install_global_intercept()`][airlock.integrations.celery.install_global_intercept] - every task's ``.delay()``/``.apply_async()``
   (and every ``group``/``chain``/``chord``) is buffered inside a scope and
   passes through outside one (both warn), and, optionally, every task run gets
   its own scope.
 
 A call buffered inside a scope returns the ``AsyncResult`` of the task id the
 message will carry when the scope flushes. Dispatch itself goes through
-:func:`airlock.integrations.executors.celery.celery_executor`, which these
+[`airlock.integrations.executors.celery.celery_executor()`][airlock.integrations.executors.celery.celery_executor], which these
 helpers never intercept again; neither are Celery's own sends (a retry, a
 replacement, a chain's next step, a link callback).
 """
@@ -104,7 +104,7 @@ def _collect_options(
 
 
 class _WithAppTask(type):
-    """Metaclass of :class:`LegacyTaskShim`: keeps the app's own task class in the bases.
+    """Metaclass of [`LegacyTaskShim`][airlock.integrations.celery.LegacyTaskShim]: keeps the app's own task class in the bases.
 
     ``@app.task(base=LegacyTaskShim)`` makes Celery build the task class on
     ``LegacyTaskShim`` alone, instead of on ``app.Task`` (the app's
@@ -131,7 +131,7 @@ class LegacyTaskShim(_BaseTask, metaclass=_WithAppTask):  # type: ignore[misc]
     warn (``DeprecationWarning`` at the caller's line) and are buffered in the
     active scope, so they escape only when the unit of work succeeds; the call
     returns the ``AsyncResult`` of the id the task will be sent with. Outside
-    a scope they raise :class:`airlock.NoScopeError` (nothing is sent).
+    a scope they raise [`airlock.NoScopeError`][airlock.NoScopeError] (nothing is sent).
 
     A task built on it also inherits the app's own task class (``app.Task``:
     Django's ``DjangoTask`` with ``delay_on_commit``, or a project's base), so
@@ -159,7 +159,9 @@ class LegacyTaskShim(_BaseTask, metaclass=_WithAppTask):  # type: ignore[misc]
         if intercept_bypassed():
             return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow, **options)
         _warn(self.name, "apply_async", _shim_outcome())
-        return _buffer(self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options))
+        return _buffer(
+            self, args, kwargs, _collect_options(task_id, producer, link, link_error, shadow, options)
+        )
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         # Celery re-sends the task itself; that message must not be buffered
@@ -385,7 +387,7 @@ def install_global_intercept(app: celery.Celery | None = None, *, wrap_task_exec
     worker starts (Celery builds its task tracers at start-up), e.g. in the
     module that creates the app.
 
-    Installing twice raises ``RuntimeError``; :func:`uninstall_global_intercept`
+    Installing twice raises ``RuntimeError``; [`uninstall_global_intercept()`][airlock.integrations.celery.uninstall_global_intercept]
     undoes it.
     """
     global _plain_call

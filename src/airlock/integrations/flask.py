@@ -18,7 +18,7 @@ The scope is synchronous (Flask requests are), so tasks run in the request's
 thread when it flushes. Async views (``flask[async]``) run in an event loop of
 their own; the context is carried into it, so their enqueues land in the
 request's scope. A *coroutine* task enqueued there is a
-:class:`~airlock.UsageError` at the enqueue line, because a synchronous scope
+[`UsageError`][airlock.UsageError] at the enqueue line, because a synchronous scope
 could never await it.
 """
 
@@ -51,13 +51,13 @@ class Airlock:
     ``should_flush(response) -> bool`` replaces the default "status < 400"
     rule; it is asked only when the request ended without an exception and
     the view did not raise.
-    Other keyword arguments go to :func:`airlock.scope` for every request
+    Other keyword arguments go to [`airlock.scope()`][airlock.scope] for every request
     (``policy=``, ``executor=``, ``_cls=``). Handlers find the scope at
     ``flask.g.airlock_scope``; its ``origin`` is ``"METHOD /path"``.
 
     Initialise it before other extensions whose ``before_request`` hooks
     enqueue: Flask runs those hooks in registration order, and an enqueue
-    before the scope opens raises :class:`~airlock.NoScopeError`.
+    before the scope opens raises [`NoScopeError`][airlock.NoScopeError].
     """
 
     def __init__(

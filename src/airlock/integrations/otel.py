@@ -1,6 +1,6 @@
 """OpenTelemetry spans and metrics for airlock (``pip install "airlock-py[otel]"``).
 
-``install()`` registers an observer (see :func:`airlock.add_observer`) that
+``install()`` registers an observer (see [`airlock.add_observer()`][airlock.add_observer]) that
 turns what scopes do into telemetry:
 
 Spans (tracer ``"airlock"``), children of whatever span is current where the
@@ -146,7 +146,7 @@ class OpenTelemetryObserver:
 
 
 class OutboxTraceCarrier:
-    """Carries the trace context through the outbox (see the module docs); registered by :func:`install`."""
+    """Carries the trace context through the outbox (see the module docs); registered by [`install()`][airlock.integrations.otel.install]."""
 
     name = "otel"
 
@@ -203,7 +203,7 @@ def install(
 
 
 def uninstall() -> None:
-    """Stop recording (no error if :func:`install` was not called)."""
+    """Stop recording (no error if [`install()`][airlock.integrations.otel.install] was not called)."""
     while _installed:
         airlock.remove_observer(_installed.pop())
     _carriers.remove_carrier(OutboxTraceCarrier.name)

@@ -2,8 +2,8 @@
 
 ``airlock.scope(_cls=SQLAlchemyScope, session=session)`` (or
 ``@airlock.scoped(_cls=SQLAlchemyScope, session=...)``) is a scope tied to a
-:class:`~sqlalchemy.orm.Session`; :class:`AsyncSQLAlchemyScope` is the same for
-an :class:`~sqlalchemy.ext.asyncio.AsyncSession` (``async with`` only).
+`Session`; [`AsyncSQLAlchemyScope`][airlock.integrations.sqlalchemy.AsyncSQLAlchemyScope] is the same for
+an `AsyncSession` (``async with`` only).
 
 The rule (SPEC §5.1, §5.5): every intent enqueued in such a scope (or in a
 scope nested in it) is tied, *at enqueue*, to the session's transaction in
@@ -412,7 +412,7 @@ _ENGINE_LISTENERS: dict[str, Callable[..., None]] = {"handle_error": _on_error, 
 class SQLAlchemyScope(Scope):
     """A scope whose intents wait for the commit of the transaction they were made in.
 
-    ``session`` is a :class:`~sqlalchemy.orm.Session` (a ``scoped_session``
+    ``session`` is a `Session` (a ``scoped_session``
     is resolved to its current session when the scope is created). At flush,
     intents whose transaction has committed run at once; those whose
     transaction is still open (or, for intents made outside any, not begun
@@ -421,7 +421,7 @@ class SQLAlchemyScope(Scope):
     they end up.
 
     A dispatch failure after commit is raised from ``session.commit()`` as
-    :class:`airlock.DispatchError` (the data is committed; every intent was
+    [`airlock.DispatchError`][airlock.DispatchError] (the data is committed; every intent was
     attempted and each failure logged).
     """
 
@@ -504,7 +504,7 @@ class SQLAlchemyScope(Scope):
 
 
 class AsyncSQLAlchemyScope(SQLAlchemyScope):
-    """:class:`SQLAlchemyScope` for an :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+    """[`SQLAlchemyScope`][airlock.integrations.sqlalchemy.SQLAlchemyScope] for an `AsyncSession`.
 
     Use it with ``async with`` (or on an ``async def`` with
     ``@airlock.scoped``). Coroutine tasks are awaited after ``await

@@ -11,7 +11,7 @@ Use it three ways:
 
 ``# noqa: AIR001`` (or a bare ``# noqa``) at the end of the reported line
 silences that line. What is and is not reported is described in
-:mod:`airlock.lint._checker` and on the documentation's lint page.
+`airlock.lint._checker` and on the documentation's lint page.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def check_source(source: str, filename: str = "<string>") -> list[Violation]:
 
 
 def check_file(path: str | Path) -> list[Violation]:
-    """AIR001 findings in the file at ``path`` (see :func:`check_source`)."""
+    """AIR001 findings in the file at ``path`` (see [`check_source()`][airlock.lint.check_source])."""
     with tokenize.open(path) as handle:  # honours PEP 263 encoding declarations
         source = handle.read()
     return check_source(source, str(path))

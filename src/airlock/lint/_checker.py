@@ -365,5 +365,5 @@ def find_violations(tree: ast.Module) -> list[Violation]:
 
 
 def iter_violations(tree: ast.Module) -> Iterator[Violation]:
-    """Like :func:`find_violations`, lazily (for the flake8 plugin)."""
+    """Like `find_violations()`, lazily (for the flake8 plugin)."""
     yield from find_violations(tree)

@@ -1,14 +1,14 @@
 """The storage-independent half of an outbox scope.
 
-An outbox scope is an ordinary :class:`airlock.Scope` (policies, nesting,
+An outbox scope is an ordinary [`airlock.Scope`][airlock.Scope] (policies, nesting,
 inspection are unchanged) whose flush *stores* the allowed intents as rows in
 the application's database instead of running them. Effects follow their
 data: each intent is tied, at enqueue, to the transaction it was made in, and
 its row is written in that transaction (SPEC §5.1, §5.6).
 
-Subclasses say how an intent is tied to its transaction (:meth:`_tie`), where
-that transaction stands at flush (:meth:`_where`) and how rows are written
-(:meth:`_insert` / :meth:`_ainsert`).
+Subclasses say how an intent is tied to its transaction (`_tie()`), where
+that transaction stands at flush (`_where()`) and how rows are written
+(`_insert()` / `_ainsert()`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ._serialize import Payload, serialize_intent
 
 __all__ = ["BaseOutboxScope"]
 
-#: Where the transaction an intent was made in stands, as :meth:`BaseOutboxScope._where` answers.
+#: Where the transaction an intent was made in stands, as `BaseOutboxScope._where()` answers.
 OPEN: Final = "open"  # still open (or none yet): the row is written in it now
 COMMITTED: Final = "committed"  # committed without the row: it can no longer be written in it
 
@@ -38,7 +38,7 @@ class BaseOutboxScope(Scope):
     Every intent enqueued in it (or in a scope nested in it) is checked at
     enqueue: the task must be importable by a stable reference and every
     argument must survive a JSON round trip, or
-    :class:`~airlock.outbox.OutboxSerializationError` is raised at the enqueue
+    [`OutboxSerializationError`][airlock.outbox.OutboxSerializationError] is raised at the enqueue
     line. Coroutine tasks are accepted in a ``with`` (sync) scope too: the
     relay awaits them.
 
@@ -46,7 +46,7 @@ class BaseOutboxScope(Scope):
     promise: every enclosing scope's policy judges its intents, but none
     captures them; they are stored at this scope's own flush.
 
-    After a flush, :attr:`stored_ids` holds the id (idempotency key) of each
+    After a flush, [`stored_ids`][airlock.outbox.BaseOutboxScope.stored_ids] holds the id (idempotency key) of each
     row written, in order; rows whose transaction then rolled back drop out.
     """
 
@@ -76,7 +76,7 @@ class BaseOutboxScope(Scope):
 
     @property
     def stored(self) -> list[tuple[Intent, str]]:
-        """``(intent, row id)`` for every row in :attr:`stored_ids`."""
+        """``(intent, row id)`` for every row in [`stored_ids`][airlock.outbox.BaseOutboxScope.stored_ids]."""
         return [(intent, row_id) for intent, row_id, tie in self._stored if self._tie_alive(tie)]
 
     # -- extension points ----------------------------------------------------
@@ -90,7 +90,7 @@ class BaseOutboxScope(Scope):
         return True
 
     def _where(self, tie: Any) -> str:
-        """:data:`OPEN` or :data:`COMMITTED`: may the row of an intent tied by ``tie`` be written now?"""
+        """`OPEN` or `COMMITTED`: may the row of an intent tied by ``tie`` be written now?"""
         return OPEN
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:  # pragma: no cover - abstract

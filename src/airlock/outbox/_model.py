@@ -40,7 +40,7 @@ def utcnow() -> dt.datetime:
 
 
 class ClaimedRow(NamedTuple):
-    """One row handed to a relay by :meth:`OutboxStorage.claim`."""
+    """One row handed to a relay by [`OutboxStorage.claim()`][airlock.outbox.OutboxStorage.claim]."""
 
     id: str
     seq: int

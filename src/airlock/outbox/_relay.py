@@ -1,6 +1,6 @@
 """The relay: moves committed outbox rows to the executor, at least once.
 
-One loop, any number of processes::
+One loop, any number of processes:
 
     claim a batch (rows leased to this relay; SKIP LOCKED or a conditional UPDATE)
     -> dispatch each row through the executor, in commit order
@@ -110,7 +110,7 @@ class Relay:
     - The row id reaches the task as its idempotency key: as the Celery task id
       (``task_id`` dispatch option) for task objects with ``apply_async``; as
       the ``airlock_outbox_id`` keyword argument for callables that declare
-      that parameter; and from :func:`current_outbox_id` during the call.
+      that parameter; and from [`current_outbox_id()`][airlock.outbox.current_outbox_id] during the call.
     """
 
     def __init__(
@@ -185,7 +185,7 @@ class Relay:
                 signal.signal(sig, old)
 
     def run(self, *, handle_signals: bool = True, until_idle: bool = False) -> RelayStats:
-        """Relay until :meth:`stop` (or SIGTERM/SIGINT); with ``until_idle``, until nothing is claimable."""
+        """Relay until [`stop()`][airlock.outbox.Relay.stop] (or SIGTERM/SIGINT); with ``until_idle``, until nothing is claimable."""
         if handle_signals and threading.current_thread() is threading.main_thread():
             with self._signals():
                 return self._loop(until_idle)

@@ -65,7 +65,7 @@ class _SessionState:
 
     Kept in ``session.info`` of the sessions an outbox scope is used with.
     SQLAlchemy calls it through listeners registered once on the ``Session``
-    class (:func:`_listen`), which return at once for every other session:
+    class (`_listen()`), which return at once for every other session:
     registering four listeners on each new session would cost more than the
     whole flush.
     """
@@ -156,7 +156,7 @@ class OutboxScope(BaseOutboxScope):
     An intent made inside a savepoint or transaction that rolled back is void
     and never stored. ``session`` may be an ``AsyncSession`` (use ``async
     with``). ``table`` picks another outbox table (default
-    :data:`airlock.outbox.table`). On PostgreSQL the insert also issues
+    `airlock.outbox.table`). On PostgreSQL the insert also issues
     ``NOTIFY <table name>``, delivered at commit, so a listening relay wakes
     at once. Rows with an ordering key lock that key (``<table>_keys``) until
     the transaction ends, so they are numbered in commit order.

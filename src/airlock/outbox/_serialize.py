@@ -181,7 +181,7 @@ def _group(values: Any, names: list[str], intent: Intent) -> str:
 
 
 def serialize_intent(intent: Intent) -> Payload:
-    """Check and encode ``intent``; raise :class:`OutboxSerializationError` naming what cannot be stored."""
+    """Check and encode ``intent``; raise [`OutboxSerializationError`][airlock.outbox.OutboxSerializationError] naming what cannot be stored."""
     ref = task_reference(intent.task)
     args = list(intent.args)
     args_text = _group(args, [f"argument {i}" for i in range(len(args))], intent)

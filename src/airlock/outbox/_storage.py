@@ -81,7 +81,7 @@ def _has_module(name: str) -> bool:
 def engine_from_url(url: str, **kwargs: Any) -> Engine:
     """``create_engine`` with the installed driver for bare ``postgresql://`` / ``mysql://`` URLs.
 
-    A missing driver raises :class:`MissingDriverError` naming the package to
+    A missing driver raises `MissingDriverError` naming the package to
     install (``pip install "psycopg[binary]"``), not SQLAlchemy's bare
     ``No module named ...``.
     """

@@ -40,7 +40,7 @@ def outbox_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
 
     ``seq`` (auto-increment) gives the dispatch order; ``id`` (a UUID string)
     is the idempotency key handed to the task. A second table,
-    ``<name>_keys``, is defined with it (see :func:`keys_table`).
+    ``<name>_keys``, is defined with it (see `keys_table()`).
     """
     Table(
         f"{name}_keys",

@@ -123,14 +123,22 @@ def fan_out(self: Any, key: str, fail: bool) -> None:
 
 
 @signals.task_postrun.connect
-def _after_parent(sender: Any = None, task_id: str | None = None, args: Any = None, state: str | None = None,
-                  **_: Any) -> None:
+def _after_parent(
+    sender: Any = None, task_id: str | None = None, args: Any = None, state: str | None = None, **_: Any
+) -> None:
     # After the run's scope ended (it ends inside the task body's call): if
     # children were sent, they are in the broker by now.
     if sender is not None and sender.name in {"worker_app.parent", "worker_app.fan_out"}:
         seen = getattr(sender.request, "airlock_seen", None) or {}
-        _report(RUNS_KEY, task=sender.name, args=list(args or ()), state=state, task_id=task_id,
-                retries=sender.request.retries, **seen)
+        _report(
+            RUNS_KEY,
+            task=sender.name,
+            args=list(args or ()),
+            state=state,
+            task_id=task_id,
+            retries=sender.request.retries,
+            **seen,
+        )
 
 
 @signals.worker_ready.connect

@@ -70,9 +70,13 @@ class Worker:
             if value:
                 return value
             if self.process.poll() is not None:
-                raise WorkerFailed(f"the worker exited ({self.process.returncode}) while waiting for {what}:\n{self.log()}")
+                raise WorkerFailed(
+                    f"the worker exited ({self.process.returncode}) while waiting for {what}:\n{self.log()}"
+                )
             if time.monotonic() > deadline:
-                raise WorkerFailed(f"timed out after {timeout}s waiting for {what}; worker log:\n{self.log()[-4000:]}")
+                raise WorkerFailed(
+                    f"timed out after {timeout}s waiting for {what}; worker log:\n{self.log()[-4000:]}"
+                )
             time.sleep(0.05)
 
     def values(self, prefix: str = "") -> list[Any]:
@@ -86,7 +90,9 @@ class Worker:
         that was queued earlier has run too.
         """
         control = f"control-{uuid.uuid4().hex[:8]}"
-        self.client.send_task("worker_app.record", args=(control,), kwargs={"tag": "control"}, queue=self.queue)
+        self.client.send_task(
+            "worker_app.record", args=(control,), kwargs={"tag": "control"}, queue=self.queue
+        )
         self.wait_until(lambda: control in self.values("control-"), f"control message {control}")
 
     def queue_size(self) -> int:
@@ -132,7 +138,9 @@ def running_worker(broker_kind: str, broker_url: str, results_url: str, pool: st
     client.conf.update(task_default_queue=prefix, task_ignore_result=True, result_expires=300)
     worker = Worker(broker_kind, pool, prefix, client, results, process, Path(log.name))
     try:
-        worker.wait_until(lambda: results.get(f"{prefix}:ready"), "the worker to be ready", timeout=START_TIMEOUT)
+        worker.wait_until(
+            lambda: results.get(f"{prefix}:ready"), "the worker to be ready", timeout=START_TIMEOUT
+        )
         yield worker
     finally:
         try:

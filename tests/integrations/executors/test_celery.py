@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -70,7 +70,9 @@ def test_task_id_and_countdown_are_honoured(celery_env: CeleryEnv) -> None:
     with celery_env.worker():
         dispatched_at = time.time()
         with airlock.scope(executor=celery_executor):
-            airlock.enqueue(celery_env.record, "later", _dispatch_options={"countdown": 1, "task_id": task_id})
+            airlock.enqueue(
+                celery_env.record, "later", _dispatch_options={"countdown": 1, "task_id": task_id}
+            )
         (result,) = celery_env.wait_for_results(1)
     assert result["task_id"] == task_id
     # A countdown is a lower bound: the worker may not run the task earlier.
@@ -78,7 +80,7 @@ def test_task_id_and_countdown_are_honoured(celery_env: CeleryEnv) -> None:
 
 
 def test_eta_travels_in_the_message(celery_env: CeleryEnv) -> None:
-    eta = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    eta = datetime(2099, 1, 1, tzinfo=UTC)
     with airlock.scope(executor=celery_executor):
         airlock.enqueue(celery_env.record, "far", _dispatch_options={"eta": eta})
     with celery_env.app.connection_for_write() as conn:
@@ -110,10 +112,12 @@ def _unsaved_user() -> Any:
 
 @pytest.mark.parametrize(
     ("make_argument", "described"),
-    [(_unsaved_user, "User"), (lambda: (lambda: None), "lambda"), (lambda: object(), "object")],
+    [(_unsaved_user, "User"), (lambda: lambda: None, "lambda"), (lambda: object(), "object")],
     ids=["model-instance", "lambda", "object"],
 )
-def test_unserializable_argument_fails_at_enqueue(offline_app: Celery, make_argument: Any, described: str) -> None:
+def test_unserializable_argument_fails_at_enqueue(
+    offline_app: Celery, make_argument: Any, described: str
+) -> None:
     notify = offline_app.tasks["airlock_exec.notify"]
     argument = make_argument()
     with airlock.scope(executor=celery_executor) as scope:

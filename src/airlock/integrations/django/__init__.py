@@ -1,7 +1,7 @@
 """Django integration: transaction-exact scopes, a request middleware, settings.
 
 ``INSTALLED_APPS += ["airlock.integrations.django"]`` configures airlock from
-the ``AIRLOCK`` setting at startup (see :mod:`.conf` for the keys);
+the ``AIRLOCK`` setting at startup (see `.conf` for the keys);
 ``MIDDLEWARE += ["airlock.integrations.django.AirlockMiddleware"]`` gives
 every request its own scope.
 """

@@ -15,7 +15,7 @@ class AirlockConfig(AppConfig):
 
     After this, ``airlock.scope()`` and ``@airlock.scoped()`` anywhere in the
     project (views, management commands, Celery tasks) build the configured
-    scope class, :class:`~airlock.integrations.django.DjangoScope` by default.
+    scope class, [`DjangoScope`][airlock.integrations.django.DjangoScope] by default.
     """
 
     name = "airlock.integrations.django"

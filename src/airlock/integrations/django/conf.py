@@ -1,8 +1,8 @@
 """The ``AIRLOCK`` setting: its keys, how each one is read, and what is wrong with it.
 
 Everything that interprets ``settings.AIRLOCK`` lives here, so the app's
-startup (:mod:`.apps`), the system checks (:mod:`.checks`) and user code
-(:func:`get_setting`, :func:`get_policy`, :func:`get_executor`) agree on one
+startup (`.apps`), the system checks (`.checks`) and user code
+([`get_setting()`][airlock.integrations.django.conf.get_setting], [`get_policy()`][airlock.integrations.django.conf.get_policy], [`get_executor()`][airlock.integrations.django.conf.get_executor]) agree on one
 reading of it.
 """
 
@@ -76,7 +76,7 @@ def _unknown_keys_error(unknown: list[str]) -> SettingError:
 def get_setting(name: str, default: Any = None) -> Any:
     """The raw value of ``settings.AIRLOCK[name]`` (``default`` when absent).
 
-    ``name`` must be one of :data:`SETTING_KEYS`; a typo raises ``ValueError``
+    ``name`` must be one of `SETTING_KEYS`; a typo raises ``ValueError``
     instead of quietly returning the default.
     """
     if name not in SETTING_KEYS:
@@ -142,7 +142,7 @@ def get_policy() -> PolicyProtocol:
 def get_executor() -> Callable[[Intent], Any]:
     """The executor ``AIRLOCK['EXECUTOR']`` names (default / ``None``: the sync executor).
 
-    The value is a callable taking an :class:`~airlock.Intent`, or a dotted
+    The value is a callable taking an [`Intent`][airlock.Intent], or a dotted
     path to one, e.g. ``'airlock.integrations.executors.celery.celery_executor'``.
     """
     value = get_setting("EXECUTOR")
@@ -162,7 +162,7 @@ def get_executor() -> Callable[[Intent], Any]:
 
 
 def get_scope_class() -> type[Scope]:
-    """The scope class ``AIRLOCK['SCOPE']`` names (default: :class:`DjangoScope`)."""
+    """The scope class ``AIRLOCK['SCOPE']`` names (default: [`DjangoScope`][airlock.integrations.django.DjangoScope])."""
     from .scope import DjangoScope
 
     value = get_setting("SCOPE")
@@ -287,7 +287,7 @@ class _Misconfigured:
 
 
 def executor_when_unconfigured() -> Callable[[Intent], Any] | None:
-    """``AIRLOCK['EXECUTOR']`` for a :class:`DjangoScope` built without an executor while
+    """``AIRLOCK['EXECUTOR']`` for a [`DjangoScope`][airlock.integrations.django.DjangoScope] built without an executor while
     nothing configured one (the app is not installed, so it never configured airlock);
     ``None`` otherwise, meaning "the configured one"."""
     if _config._snapshot.executor is not None or not settings.configured:
@@ -304,7 +304,7 @@ def executor_when_unconfigured() -> Callable[[Intent], Any] | None:
 def configure_from_settings(*, strict: bool = True) -> None:
     """Configure airlock from ``settings.AIRLOCK`` (what the app does at startup).
 
-    Unknown keys raise :class:`~django.core.exceptions.ImproperlyConfigured`
+    Unknown keys raise `ImproperlyConfigured`
     listing the valid ones (when ``strict``). Any other problem is left for the
     system checks to report (``airlock.E001``...) and airlock is configured to
     fail closed: every enqueue raises the problem, nothing dispatches, whatever

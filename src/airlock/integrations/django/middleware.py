@@ -27,11 +27,11 @@ def _noop() -> None:
 class AirlockMiddleware:
     """Run each request in its own scope, on ``request.airlock_scope``.
 
-    The scope flushes when :meth:`should_flush` says so (by default: the
+    The scope flushes when [`should_flush()`][airlock.integrations.django.AirlockMiddleware.should_flush] says so (by default: the
     response status is below 400) and is discarded otherwise, when the rest of
     the chain raises (the exception propagates unchanged), and when the view
     raised, even if a middleware's ``process_exception`` turned that into a
-    successful response. The scope is a :class:`DjangoScope` (or the
+    successful response. The scope is a [`DjangoScope`][airlock.integrations.django.DjangoScope] (or the
     ``AIRLOCK['SCOPE']`` class when the app is installed), so the effects still
     wait for any transaction that is open around this middleware.
 

@@ -2,7 +2,7 @@
 
 Three things tie a scope to Django's transactions:
 
-* **Dispatch waits for the commit** (:meth:`DjangoScope.schedule_dispatch`).
+* **Dispatch waits for the commit** ([`DjangoScope.schedule_dispatch()`][airlock.integrations.django.scope.DjangoScope.schedule_dispatch]).
   When the scope flushes while any database connection of this thread is
   inside ``atomic()`` (whatever alias ``using`` names), the whole flush is one
   ``transaction.on_commit`` callback; a rollback drops it with the data. With
@@ -49,7 +49,7 @@ class _Marker:
     """A transaction level's no-op on-commit callback; its fate tells whether the level survived.
 
     Once a flush has to wait for the same commit, the marker carries that
-    flush too (:attr:`callback`), so it stays one registered callback.
+    flush too (`callback`), so it stays one registered callback.
     """
 
     __slots__ = ("connection", "level", "fired", "callback", "fn", "pending", "index")
@@ -138,7 +138,7 @@ class _TieToTransactions:
     database the block was on. The thread's connections are looked up once per
     scope and thread (Django's per-thread store is slow to read), not per intent.
 
-    The check of a root :class:`DjangoScope` entered inside ``atomic()`` knows
+    The check of a root [`DjangoScope`][airlock.integrations.django.scope.DjangoScope] entered inside ``atomic()`` knows
     that scope's entry levels: an intent made at one of them needs no
     condition (the flush registers at that level), and is only noted on the
     scope. One instance per scope (it lives and dies with it); equal to any
@@ -358,7 +358,7 @@ class DjangoScope(Scope):
         ``transaction.on_commit(callback, robust=True)`` on every database of
         this thread that is inside ``atomic()`` (it runs after the last of
         them commits, and never if one rolls back), and a plain call when none
-        is, so that a failure raises :class:`airlock.DispatchError` at the
+        is, so that a failure raises [`airlock.DispatchError`][airlock.DispatchError] at the
         flush. Override it to pick another moment (e.g. always right away, or
         after a specific database's commit).
         """

@@ -1,6 +1,6 @@
 """Executors: HOW intents run. Each is a plain function taking an ``Intent``.
 
-Every built-in executor is an :class:`airlock.Executor` (the runtime-checkable
+Every built-in executor is an [`airlock.Executor`][airlock.Executor] (the runtime-checkable
 protocol ``__call__(intent) -> None``); wrapping one (retries, routing) is
 ordinary function composition. The executors for task queues recognise a
 backend's task by the method they call on it (``apply_async``,

@@ -100,7 +100,7 @@ def bypass_intercept(active: bool = True) -> Iterator[None]:
 
 
 def intercept_bypassed() -> bool:
-    """Whether the current call comes from airlock's own dispatch (see :func:`bypass_intercept`)."""
+    """Whether the current call comes from airlock's own dispatch (see [`bypass_intercept()`][airlock.integrations.executors.celery.bypass_intercept])."""
     return _bypass.get()
 
 

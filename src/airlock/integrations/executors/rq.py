@@ -3,7 +3,7 @@
 The target queue is the ``queue`` dispatch option: a queue object (anything
 with an ``enqueue`` method: an ``rq.Queue``, a subclass, a test double such as
 ``Mock(spec=rq.Queue)``), or a queue name resolved on the connection
-configured once with :func:`configure` (also reachable as
+configured once with [`configure()`][airlock.integrations.executors.rq.configure] (also reachable as
 ``rq_executor.configure``). Without a ``queue`` option the configured default
 queue (``"default"``) is used.
 

@@ -1,6 +1,6 @@
 """The durable outbox on Django: ``INSTALLED_APPS += ["airlock.outbox.django"]``.
 
-- :class:`DjangoOutboxScope` stores flushed intents in the ``airlock_outbox``
+- `DjangoOutboxScope` stores flushed intents in the ``airlock_outbox``
   table, in the current transaction (``AIRLOCK = {"SCOPE":
   "airlock.outbox.django.DjangoOutboxScope"}`` makes it the default scope).
 - ``manage.py airlock_relay`` dispatches them; ``--status`` shows counts.

@@ -82,7 +82,7 @@ class DjangoOutboxScope(BaseOutboxScope):
     the business data. An intent whose block rolled back is void and never
     stored. Django has no hook that runs *before* a commit, so an intent whose
     transaction already committed when the scope flushes can no longer be
-    stored in it: the flush raises :class:`airlock.UsageError` instead of
+    stored in it: the flush raises [`airlock.UsageError`][airlock.UsageError] instead of
     writing the row late, in a transaction of its own. Open the scope inside
     the ``atomic()`` block (or use ``ATOMIC_REQUESTS``). Intents made outside
     any ``atomic()`` block are written at the flush (in the transaction open

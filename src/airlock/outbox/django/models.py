@@ -10,7 +10,7 @@ __all__ = ["OutboxKey", "OutboxRow"]
 
 
 class OutboxRow(models.Model):
-    """An intent stored by :class:`~airlock.outbox.django.DjangoOutboxScope`, waiting for (or done by) the relay.
+    """An intent stored by `DjangoOutboxScope`, waiting for (or done by) the relay.
 
     Same columns as the SQLAlchemy table; the row id (``outbox_id``, column
     ``id``) is the idempotency key handed to the task.

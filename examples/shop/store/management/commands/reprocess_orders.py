@@ -16,7 +16,9 @@ class Command(BaseCommand):
     help = "Reprocess all orders (their emails and shipments go out after the commit)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--dry-run", action="store_true", help="change and send nothing; list the effects")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="change and send nothing; list the effects"
+        )
 
     def handle(self, *args: Any, dry_run: bool = False, **options: Any) -> None:
         # DropAll lets the code run and buffer its intents, and dispatches none.

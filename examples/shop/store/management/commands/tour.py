@@ -13,7 +13,6 @@ from ...models import Order, SentMessage
 from ...queue import huey
 from ...tasks import barrier
 
-
 WHERE_TO_LOOK = """
 Where to look, in examples/shop/:
   store/models.py    Order.process() asks for the email and the shipment: airlock.enqueue(...)
