@@ -100,11 +100,11 @@ def main() -> int:
 
     if "--core-only" in sys.argv:
         return 0
-    for module in ("celery_redis", "outbox", "django"):
+    for module in ("celery_redis", "outbox", "django_scope"):
         path = HERE / f"{module}.py"
         if path.exists():
             print(f"\n## {module}\n", flush=True)
-            subprocess.run([sys.executable, str(path)], check=False)
+            subprocess.run([sys.executable, str(path)], check=True)
     return 0
 
 

@@ -18,7 +18,7 @@ of every row, and the rows compare what each way of deferring adds per effect
 Target (issue 12): inside ``atomic()``, ``DjangoScope`` costs at most 2x a
 plain ``Scope`` per intent.
 
-Run: ``.venv/bin/python bench/django.py`` (also part of ``make bench``).
+Run: ``.venv/bin/python bench/django_scope.py`` (also part of ``make bench``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-# This file is named django.py: take its own directory off the path (it would
-# shadow the real Django) and put the checkout's src/ first.
+# Measure the checkout's src/, not whatever airlock is installed.
 sys.path[0] = str(Path(__file__).resolve().parent.parent / "src")
 
 import django  # noqa: E402
