@@ -383,3 +383,22 @@ def test_should_flush_set_on_the_instance_decides() -> None:
         airlock.enqueue(seen.append, 1)
     assert s.is_discarded
     assert seen == []
+
+
+def test_dispatch_one_set_on_the_instance_runs_each_intent() -> None:
+    # The inline dispatch path is taken only when self._dispatch_one is the
+    # default hook bound to this very scope: an instance override, or the
+    # default hook of ANOTHER scope (with its own executor), must be used.
+    ran: list[object] = []
+    s = airlock.Scope()
+    s._dispatch_one = lambda intent: ran.append(("hook", intent.args))  # type: ignore[method-assign]
+    with s:
+        airlock.enqueue(ran.append, 1)
+    assert ran == [("hook", (1,))]
+
+    other = airlock.Scope(executor=lambda intent: ran.append(("other", intent.args)))
+    t = airlock.Scope()
+    t._dispatch_one = other._dispatch_one  # type: ignore[method-assign]
+    with t:
+        airlock.enqueue(ran.append, 2)
+    assert ran == [("hook", (1,)), ("other", (2,))]

@@ -119,10 +119,14 @@ class Dispatching:
         started = perf_counter() if listening else 0.0
         # The default hook with the default executor: run plain functions
         # inline, one call frame per intent instead of three.
+        # (The bound method, not ``self.__dict__``, answers "is it the default
+        # hook, on this scope?": reading ``__dict__`` would build a dict for
+        # the instance and slow every later attribute access.)
+        hook = self._dispatch_one
         inline = (
             self._executor is execute
-            and type(self)._dispatch_one is _base_dispatch_one
-            and "_dispatch_one" not in self.__dict__
+            and getattr(hook, "__func__", None) is _base_dispatch_one
+            and getattr(hook, "__self__", None) is self
         )
         intent = None
         try:

@@ -408,13 +408,13 @@ class Scope(Dispatching):
         self.exit()
         if self._state != _EXITED:
             return []
-        if (
-            error is None
-            and flush
-            and type(self).should_flush is _base_should_flush
-            and "should_flush" not in self.__dict__  # an override set on the instance counts too
-        ):
-            return self.flush()  # the default decision, without the calls (every scope ends here)
+        # The default decision, without the calls (every scope ends here). The
+        # bound method, not ``self.__dict__``, tells whether should_flush is
+        # the default one (an override set on the instance counts too):
+        # reading ``__dict__`` would build a dict for the instance and slow
+        # every later attribute access of the scope.
+        if error is None and flush and getattr(self.should_flush, "__func__", None) is _base_should_flush:
+            return self.flush()
         if self._decide(error, flush):
             return self.flush()
         self.discard()
