@@ -553,10 +553,11 @@ class Scope(Dispatching):
 
     def _judge(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
         """Run the enqueue-time judgement of ``intent`` (under the judging guard)."""
-        if self._unguarded and not intent.local_policies:
+        meta = intent._meta
+        if self._unguarded and (meta is None or not meta.local_policies):
             for check in checks:
                 check(intent)
-            meta = intent._meta
+            meta = intent._meta  # a check may have added a condition
             if meta is not None and meta.conditions:
                 self._needs_filter = True
             return
