@@ -115,6 +115,7 @@ class Scope(Dispatching):
     _origin: str | None = None
     _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
     _guard: _context._Judging | None = None
+    _unguarded = False  # every check in _checks is the library's own (see _resolve_checks)
     _id: int | None = None
 
     def __init__(
@@ -534,6 +535,9 @@ class Scope(Dispatching):
                 if not any(check == c for c in found):
                     found.append(check)
         self._asked = asked
+        # Checks marked ``airlock_never_enqueues`` are the library's own and
+        # cannot enqueue: without a policy to ask, they run without the guard.
+        self._unguarded = not asked and all(getattr(c, "airlock_never_enqueues", False) for c in found)
         if custom_add:
             # Never empty, so that enqueue always goes through _add.
             found.append(_nothing_to_check)
@@ -549,6 +553,14 @@ class Scope(Dispatching):
 
     def _judge(self, intent: Intent, checks: tuple[Callable[[Intent], None], ...]) -> None:
         """Run the enqueue-time judgement of ``intent`` (under the judging guard)."""
+        meta = intent._meta
+        if self._unguarded and (meta is None or not meta.local_policies):
+            for check in checks:
+                check(intent)
+            meta = intent._meta  # a check may have added a condition
+            if meta is not None and meta.conditions:
+                self._needs_filter = True
+            return
         token = _set_current(self._judging_guard())
         try:
             local = intent.local_policies

@@ -4,6 +4,7 @@ intents made in a block that rolls back never dispatch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -394,3 +395,30 @@ def test_intents_at_the_scopes_own_level_carry_no_condition_deeper_ones_do(
         assert own._meta is None or not own._meta.conditions
         assert deeper._meta is not None and deeper._meta.conditions
     assert labels() == ["own", "deeper"]
+
+
+class _EnqueuesOnEnqueue(airlock.Policy):
+    """A misbehaving policy: its on_enqueue tries to enqueue (when judging intent "a")."""
+
+    def on_enqueue(self, intent: airlock.Intent) -> None:
+        if intent.args == ("a",):
+            airlock.enqueue(record, "sneaky")
+
+
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["autocommit", "atomic"])
+@pytest.mark.parametrize("where", ["scope policy", "local policy"])
+def test_a_policy_enqueuing_from_on_enqueue_is_refused_even_though_the_tie_runs_unguarded(
+    where: str, in_atomic: bool, ran: list[tuple[str, bool]]
+) -> None:
+    # The transaction tie skips the core's per-intent guard; a policy's
+    # callback must still be caught by it.
+    with transaction.atomic() if in_atomic else contextlib.nullcontext():
+        policy = _EnqueuesOnEnqueue()
+        with DjangoScope(policy=policy if where == "scope policy" else None) as s:
+            airlock.enqueue(record, "before")  # the checks are resolved here
+            with airlock.policy(policy) if where == "local policy" else contextlib.nullcontext():
+                with pytest.raises(airlock.PolicyEnqueueError, match="policy callback"):
+                    airlock.enqueue(record, "a")
+            assert airlock.get_current_scope() is s
+            assert [i.args for i in s.intents] == [("before",)]
+    assert ("sneaky", False) not in ran and ("sneaky", True) not in ran

@@ -146,6 +146,7 @@ class _TieToTransactions:
     """
 
     __slots__ = ("thread", "wrappers", "last", "scope", "levels", "others", "entry")
+    airlock_never_enqueues = True  # the core may run it without its policy-callback guard
 
     def __init__(self, scope: DjangoScope | None = None) -> None:
         self.thread = 0
