@@ -11,34 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from .web_apps.server import effects, outcomes, serve, wait_for
+from .web_apps.server import Server, serve
 
 DOCUMENT_TEXT = "the receipt, as a file\n"
-
-
-class Server:
-    def __init__(self, kind: str, base: str, record: Path) -> None:
-        self.kind = kind
-        self.base = base
-        self.record = record
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=20)
-
-    def wait_for_origins(self, *origins: str) -> dict[str, dict[str, Any]]:
-        entries = wait_for(
-            self.record, lambda e: all(o in outcomes(e) for o in origins), f"scopes {origins} to end"
-        )
-        return outcomes(entries)
-
-    def effects(self) -> list[str]:
-        return effects(wait_for(self.record, lambda e: True, "the record"))
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "granian"])

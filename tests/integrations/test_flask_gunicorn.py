@@ -9,31 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from .web_apps.server import effects, outcomes, serve, wait_for
-
-
-class Server:
-    def __init__(self, base: str, record: Path) -> None:
-        self.base = base
-        self.record = record
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=20)
-
-    def wait_for_origins(self, *origins: str) -> dict[str, dict[str, Any]]:
-        entries = wait_for(
-            self.record, lambda e: all(o in outcomes(e) for o in origins), f"scopes {origins} to end"
-        )
-        return outcomes(entries)
-
-    def effects(self) -> list[str]:
-        return effects(wait_for(self.record, lambda e: True, "the record"))
+from .web_apps.server import Server, serve
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve(
         "gunicorn", "integrations.web_apps.flask_app:app", workdir, {"AIRLOCK_WEB_RECORD": str(record)}
     ) as base:
-        yield Server(base, record)
+        yield Server("gunicorn", base, record)
 
 
 def test_success_flushes_and_error_statuses_discard(server: Server) -> None:

@@ -124,3 +124,25 @@ def outcomes(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def effects(entries: list[dict[str, Any]]) -> list[str]:
     return [entry["effect"] for entry in entries if "effect" in entry]
+
+
+class Server:
+    """A running server the tests talk to, and the record its app writes (``record.py``)."""
+
+    def __init__(self, kind: str, base: str, record: Path) -> None:
+        self.kind = kind
+        self.base = base
+        self.record = record
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=20)
+
+    def wait_for_origins(self, *origins: str) -> dict[str, dict[str, Any]]:
+        """The outcomes of the scopes with these origins, once they have all ended."""
+        entries = wait_for(
+            self.record, lambda e: all(o in outcomes(e) for o in origins), f"scopes {origins} to end"
+        )
+        return outcomes(entries)
+
+    def effects(self) -> list[str]:
+        return effects(wait_for(self.record, lambda e: True, "the record"))
