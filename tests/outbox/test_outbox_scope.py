@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import decimal
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -178,6 +179,28 @@ def test_ordering_key_is_stored_apart_from_options(storage: SQLAlchemyStorage) -
             airlock.enqueue(record, 1, _dispatch_options={ORDERING_KEY_OPTION: "customer:1", "queue": "q"})
     (row,) = rows(storage)
     assert row["ordering_key"] == "customer:1" and json.loads(row["options"]) == {"queue": "q"}
+
+
+def test_rows_keep_enqueue_order_and_every_value(storage: SQLAlchemyStorage) -> None:
+    # 1,201 rows: PostgreSQL writes them in one statement, the others in 500-row chunks;
+    # each row must come back with its own values, in enqueue order (seq), with a UUID4 id.
+    n = 1201
+    with Session(storage.engine) as session, session.begin():
+        with outbox(session, storage, origin="orders") as scope:
+            for i in range(n):
+                options = {ORDERING_KEY_OPTION: f"k{i % 3}"} if i % 100 == 0 else None
+                airlock.enqueue(record, i, label=f"é{i}", _name=f"n{i}", _dispatch_options=options)
+    stored = rows(storage)
+    assert [r["id"] for r in stored] == scope.stored_ids and len(set(scope.stored_ids)) == n
+    assert all(uuid.UUID(r["id"]).version == 4 and str(uuid.UUID(r["id"])) == r["id"] for r in stored)
+    assert [json.loads(r["args"]) for r in stored] == [[i] for i in range(n)]
+    assert [json.loads(r["kwargs"]) for r in stored] == [{"label": f"é{i}"} for i in range(n)]
+    assert [r["name"] for r in stored] == [f"n{i}" for i in range(n)]
+    assert [r["ordering_key"] for r in stored] == [f"k{i % 3}" if i % 100 == 0 else None for i in range(n)]
+    assert {(r["state"], r["attempts"], r["origin"], r["task"]) for r in stored} == {
+        ("pending", 0, "orders", "outbox_support:record")
+    }
+    assert len({r["created_at"] for r in stored}) == 1 and stored[0]["created_at"] is not None
 
 
 def test_postgres_notify_is_delivered_at_commit(pg_storage: SQLAlchemyStorage) -> None:

@@ -18,6 +18,8 @@ from .._intent import Intent
 from .._lifecycle import _EXITED
 from .._protocols import Policy
 from ._base import COMMITTED, OPEN, BaseOutboxScope
+from ._model import utcnow
+from ._sql import COLUMNS, Row, as_dicts, multirow_inserts, postgres_insert
 from ._table import keys_table
 from ._table import table as default_table
 
@@ -29,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised only without greenlet
 __all__ = ["OutboxScope"]
 
 _STATE_KEY = "airlock_outbox"
+_KEY = COLUMNS.index("ordering_key")  # where a Row holds its ordering key
 
 
 class _Tie:
@@ -162,7 +165,7 @@ class OutboxScope(BaseOutboxScope):
     the transaction ends, so they are numbered in commit order.
     """
 
-    __slots__ = ("_async_session", "_session", "_state_of_session", "_table")
+    __slots__ = ("_async_session", "_last_tie", "_session", "_state_of_session", "_table")
 
     def __init__(
         self,
@@ -190,6 +193,8 @@ class OutboxScope(BaseOutboxScope):
         self._session = session
         self._table = default_table if table is None else table
         self._state_of_session = _SessionState.of(session)
+        # (innermost transaction, metadata before, tie, metadata after) of the last intent tied.
+        self._last_tie: tuple[SessionTransaction, Any, _Tie, Any] | None = None
         super().__init__(policy, executor=executor, origin=origin)
 
     @property
@@ -208,17 +213,27 @@ class OutboxScope(BaseOutboxScope):
     def _tie(self, intent: Intent) -> _Tie:
         session = self._session
         state = self._state_of_session
-        if session.get_transaction() is None:
+        innermost = session.get_nested_transaction() or session.get_transaction()
+        if innermost is None:
             tie = _Tie(None, state)
             state.unbound.append(tie)
-        else:
-            chain: list[SessionTransaction] = []
-            node: SessionTransaction | None = session.get_nested_transaction() or session.get_transaction()
-            while node is not None:
-                chain.append(node)
-                node = node.parent
-            tie = _Tie(tuple(chain), state)
+            intent.add_condition(tie.alive)
+            return tie
+        meta = intent._meta
+        last = self._last_tie
+        if last is not None and last[0] is innermost and last[1] is meta:
+            # Made in the same (nested) transaction as the previous intent, with the same
+            # metadata: share its tie and its resulting metadata (both never change).
+            intent._meta = last[3]
+            return last[2]
+        chain: list[SessionTransaction] = []
+        node: SessionTransaction | None = innermost
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        tie = _Tie(tuple(chain), state)
         intent.add_condition(tie.alive)
+        self._last_tie = (innermost, meta, tie, intent._meta)
         return tie
 
     def _tie_alive(self, tie: Any) -> bool:
@@ -259,25 +274,40 @@ class OutboxScope(BaseOutboxScope):
                 captured.pop(key, None)
         self._forget(mine)
 
-    def _statements(self, rows: list[dict[str, Any]]) -> list[tuple[Any, Any, bool]]:
+    def _statements(self, rows: list[Row]) -> list[tuple[Any, Any, bool]]:
         """``(statement, parameters, is driver SQL)`` to run, in order, for one flush."""
         table = self._table
         dialect = self._session.get_bind().dialect
         statements: list[tuple[Any, Any, bool]] = []
-        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
+        keys = sorted({row[_KEY] for row in rows if row[_KEY] is not None})
         if keys:
             # Lock each key (sorted: no deadlock between two flushes) until this transaction ends.
+            # One execution per key: some drivers' executemany (PyMySQL's) rewrites an
+            # INSERT ... ON DUPLICATE KEY UPDATE and loses the update's own parameter.
             upsert = _upsert_keys(keys_table(table), dialect.name)
-            statements.append((upsert, [{"ordering_key": k} for k in keys], False))
-        if dialect.paramstyle in ("qmark", "format", "pyformat"):
-            statements += _multirow_insert(table, dialect, rows)
-        else:  # pragma: no cover - drivers with named/numeric parameters
-            statements.append((insert(table), rows, False))
+            statements += [(upsert, {"ordering_key": k}, False) for k in keys]
+        created = utcnow()
+        if dialect.paramstyle not in ("qmark", "format", "pyformat"):  # pragma: no cover - e.g. asyncpg
+            statements.append((insert(table), as_dicts(rows, created), False))
+            if dialect.name == "postgresql":
+                statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}, False))
+            return statements
+        quote = dialect.identifier_preparer.quote
+        name, columns = dialect.identifier_preparer.format_table(table), [quote(c) for c in COLUMNS]
+        to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        if to_db is not None:
+            created = to_db(created)
         if dialect.name == "postgresql":
-            statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}, False))
+            sql, params = postgres_insert(name, columns, rows, created, table.name)
+            statements.append((sql, params, True))
+        else:
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            statements += [
+                (sql, params, True) for sql, params in multirow_inserts(name, columns, mark, rows, created)
+            ]
         return statements
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[Row]) -> None:
         # Also called from before_commit, which an AsyncSession runs inside its own greenlet.
         session = self._session
         for statement, params, driver_sql in self._statements(rows):
@@ -286,7 +316,7 @@ class OutboxScope(BaseOutboxScope):
             else:
                 session.execute(statement, params)
 
-    async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
+    async def _ainsert(self, rows: list[Row]) -> None:
         session = self._async_session
         if session is None:
             self._insert(rows)
@@ -305,43 +335,6 @@ class OutboxScope(BaseOutboxScope):
                 "use 'async with airlock.scope(...)'"
             )
         super()._dispatch_all(intents)
-
-
-#: The columns a new row sets, in the order of the rows _multirow_insert writes (the rest stay NULL).
-_COLUMNS = (
-    "id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
-    "attempts", "created_at",
-)  # fmt: skip
-_ROWS_PER_STATEMENT = 500  # 12 parameters each: within every driver's limit
-
-
-def _multirow_insert(
-    table: Table, dialect: Any, rows: list[dict[str, Any]]
-) -> list[tuple[str, tuple[Any, ...], bool]]:
-    """One ``INSERT ... VALUES (...), (...)`` per 500 rows, as driver SQL.
-
-    Written directly rather than compiled from ``insert(table)``: for the ten
-    rows of a typical flush, SQLAlchemy's per-execution work (expanding and
-    processing 120 parameters) costs more than the round trip.
-    """
-    quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    head = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, _COLUMNS))}) VALUES "
-    one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
-    to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    statements = []
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        params: list[Any] = []
-        for row in chunk:
-            created = row["created_at"]
-            params += [
-                row["id"], row["task"], row["name"], row["args"], row["kwargs"], row["options"],
-                row["ordering_key"], row["origin"], row["context"], row["state"], row["attempts"],
-                to_db(created) if to_db is not None else created,
-            ]  # fmt: skip
-        statements.append((head + ", ".join([one] * len(chunk)), tuple(params), True))
-    return statements
 
 
 def _upsert_keys(keys: Table, dialect: str) -> Any:

@@ -50,9 +50,6 @@ class Payload(NamedTuple):
     context: str | None = None  # carried context (e.g. traceparent), JSON; see _carriers
 
 
-_refs: dict[int, tuple[object, str]] = {}
-
-
 def task_reference(task: object) -> str:
     """The import reference (``"module:qualname"``) under which ``task`` can be found again.
 
@@ -63,9 +60,6 @@ def task_reference(task: object) -> str:
     are refused (``OutboxSerializationError``) rather than stored under a name
     that would resolve to something else.
     """
-    cached = _refs.get(id(task))
-    if cached is not None and cached[0] is task:
-        return cached[1]
     candidates = []
     module = getattr(task, "__module__", None)
     qualname = getattr(task, "__qualname__", None)
@@ -86,7 +80,6 @@ def task_reference(task: object) -> str:
         except (ImportError, AttributeError, ValueError):
             continue
         if found is task:
-            _refs[id(task)] = (task, ref)
             return ref
     raise OutboxSerializationError(
         f"the outbox cannot store the task {task!r}: it is not importable by a stable name "
@@ -108,8 +101,8 @@ def resolve_task(ref: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+# One encoder for every row: json.dumps() with options builds a new one per call.
+_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -165,28 +158,55 @@ def _plain(value: Any) -> bool:
     return kind in _SCALARS or (kind is float and math.isfinite(value))
 
 
-def _group(values: Any, names: list[str], intent: Intent) -> str:
-    """Encode a list/dict of values at once; on any doubt, check value by value to name the culprit."""
-    items = values if isinstance(values, list) else list(values.values())
+def _group(values: Any, describe: Callable[[Any], str], intent: Intent) -> str:
+    """Encode a list/dict of values at once; on any doubt, check value by value to name the culprit.
+
+    ``describe(index or key)`` names a value in an error message (only asked then).
+    """
+    is_list = isinstance(values, list)
+    items = values if is_list else list(values.values())
     if all(_plain(v) for v in items):
         text = _dumps(values)
         if not text.isascii():
-            for value, what in zip(items, names, strict=True):
+            for where, value in enumerate(items) if is_list else values.items():
                 if isinstance(value, str):
-                    _check_text(value, f"{what} {value!r}", intent)
+                    _check_text(value, f"{describe(where)} {value!r}", intent)
         return text
-    for value, what in zip(items, names, strict=True):
-        _encode(value, what, intent)  # raises, naming the value, if it cannot be stored
+    for where, value in enumerate(items) if is_list else values.items():
+        _encode(value, describe(where), intent)  # raises, naming the value, if it cannot be stored
     return _dumps(values)
 
 
-def serialize_intent(intent: Intent) -> Payload:
-    """Check and encode ``intent``; raise [`OutboxSerializationError`][airlock.outbox.OutboxSerializationError] naming what cannot be stored."""
-    ref = task_reference(intent.task)
-    args = list(intent.args)
-    args_text = _group(args, [f"argument {i}" for i in range(len(args))], intent)
+def _argument(index: int) -> str:
+    return f"argument {index}"
+
+
+def _keyword(key: str) -> str:
+    return f"keyword argument {key!r}"
+
+
+def _option(key: str) -> str:
+    return f"dispatch option {key!r}"
+
+
+def serialize_intent(intent: Intent, refs: dict[int, tuple[object, str]] | None = None) -> Payload:
+    """Check and encode ``intent``; raise [`OutboxSerializationError`][airlock.outbox.OutboxSerializationError] naming what cannot be stored.
+
+    ``refs`` remembers the task references found so far (``id(task) -> (task,
+    reference)``): an outbox scope passes its own, so a loop enqueueing one
+    task imports it back once per scope, and nothing outlives the scope.
+    """
+    task = intent.task
+    found = refs.get(id(task)) if refs is not None else None
+    if found is not None and found[0] is task:
+        ref = found[1]
+    else:
+        ref = task_reference(task)
+        if refs is not None:
+            refs[id(task)] = (task, ref)
+    args_text = _group(list(intent.args), _argument, intent)
     kwargs = intent.kwargs
-    kwargs_text = _group(kwargs, [f"keyword argument {key!r}" for key in kwargs], intent) if kwargs else "{}"
+    kwargs_text = _group(kwargs, _keyword, intent) if kwargs else "{}"
     options = dict(intent.dispatch_options) if intent.dispatch_options is not None else None
     ordering_key = None
     options_text = None
@@ -201,18 +221,13 @@ def serialize_intent(intent: Intent) -> Payload:
             _check_text(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
             ordering_key = key
         if options:
-            options_text = _group(options, [f"dispatch option {opt!r}" for opt in options], intent)
-    _check_text(intent.name, "the name", intent)
-    _check_text(intent.origin, "the origin", intent)
-    return Payload(
-        task_ref=ref,
-        name=intent.name,
-        args=args_text,
-        kwargs=kwargs_text,
-        options=options_text,
-        ordering_key=ordering_key,
-        origin=intent.origin,
-    )
+            options_text = _group(options, _option, intent)
+    name = intent.name
+    origin = intent.origin
+    _check_text(name, "the name", intent)
+    _check_text(origin, "the origin", intent)
+    # The name column holds 200 characters: a longer name is stored cut (it only labels the row).
+    return Payload(ref, name[:200], args_text, kwargs_text, options_text, ordering_key, origin)
 
 
 def deserialize(

@@ -16,14 +16,16 @@ with requires("django"):
 from ..._intent import Intent
 from ..._protocols import Policy
 from .._base import COMMITTED, OPEN, BaseOutboxScope
+from .._sql import COLUMNS, Row, multirow_inserts, postgres_insert
 
 __all__ = ["DjangoOutboxScope"]
 
-# The OutboxRow fields a new row sets, in the order _insert passes them (the rest keep their NULL).
+# The OutboxRow fields of airlock.outbox._sql.COLUMNS, in that order (the rest keep their NULL).
 _INSERTED = (
     "outbox_id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
     "attempts", "created_at",
 )  # fmt: skip
+_KEY = COLUMNS.index("ordering_key")  # where a Row holds its ordering key
 
 
 class _Marker:
@@ -127,45 +129,39 @@ class DjangoOutboxScope(BaseOutboxScope):
             return OPEN
         return COMMITTED
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[Row]) -> None:
         from .models import OutboxKey, OutboxRow
 
         connection = connections[self._using]
         quote = connection.ops.quote_name
-        # One multi-row INSERT written directly: bulk_create would prepare every
+        # Driver SQL (see airlock.outbox._sql): bulk_create would prepare every
         # field of every row through the ORM, which costs more than the write.
         created = OutboxRow._meta.get_field("created_at").get_db_prep_value(
             timezone.now(),  # aware or naive, as the project's USE_TZ wants
             connection,
         )
-        columns = ", ".join(quote(OutboxRow._meta.get_field(f).column) for f in _INSERTED)
-        placeholders = "(" + ", ".join(["%s"] * len(_INSERTED)) + ")"
-        sql = f"INSERT INTO {quote(OutboxRow._meta.db_table)} ({columns}) VALUES " + ", ".join(
-            [placeholders] * len(rows)
-        )
-        params: list[Any] = []
-        for row in rows:
-            params += [
-                row["id"], row["task"], row["name"], row["args"], row["kwargs"], row["options"],
-                row["ordering_key"], row["origin"], row["context"], row["state"], row["attempts"], created,
-            ]  # fmt: skip
-        keys = sorted({row["ordering_key"] for row in rows if row["ordering_key"] is not None})
+        table = quote(OutboxRow._meta.db_table)
+        columns = [quote(OutboxRow._meta.get_field(f).column) for f in _INSERTED]
+        if connection.vendor == "postgresql":  # the rows and the relay's NOTIFY, one statement
+            inserts = [postgres_insert(table, columns, rows, created, OutboxRow._meta.db_table)]
+        else:
+            inserts = list(multirow_inserts(table, columns, "%s", rows, created))
+        keys = sorted({row[_KEY] for row in rows if row[_KEY] is not None})
         with transaction.atomic(using=self._using), connection.cursor() as cursor:
             # A savepoint if a transaction is open, else a transaction of its own.
             if keys:
                 # Lock each key (sorted) until the transaction ends: rows of one key are numbered in commit order.
-                table = quote(OutboxKey._meta.db_table)
+                keys_table = quote(OutboxKey._meta.db_table)
                 for key in keys:
                     if connection.vendor == "mysql":
-                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert = f"INSERT INTO {keys_table} (ordering_key, writes) VALUES (%s, 1) "
                         upsert += "ON DUPLICATE KEY UPDATE writes = writes + 1"
                     else:
-                        upsert = f"INSERT INTO {table} (ordering_key, writes) VALUES (%s, 1) "
-                        upsert += f"ON CONFLICT (ordering_key) DO UPDATE SET writes = {table}.writes + 1"
+                        upsert = f"INSERT INTO {keys_table} (ordering_key, writes) VALUES (%s, 1) "
+                        upsert += f"ON CONFLICT (ordering_key) DO UPDATE SET writes = {keys_table}.writes + 1"
                     cursor.execute(upsert, [key])
-            cursor.execute(sql, params)
-            if connection.vendor == "postgresql":
-                cursor.execute("SELECT pg_notify(%s, '')", [OutboxRow._meta.db_table])
+            for sql, params in inserts:
+                cursor.execute(sql, params)
 
-    async def _ainsert(self, rows: list[dict[str, Any]]) -> None:
+    async def _ainsert(self, rows: list[Row]) -> None:
         await sync_to_async(self._insert)(rows)
