@@ -14,14 +14,10 @@ from ..integrations._extras import requires
 
 with requires("sqlalchemy"):
     from sqlalchemy import (
-        ARRAY,
-        BigInteger,
         Engine,
         MetaData,
         Table,
         and_,
-        any_,
-        bindparam,
         create_engine,
         delete,
         exists,
@@ -107,6 +103,30 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
+def _bookkeeping(conn: Any, *, claiming: bool = False) -> None:
+    """Settings for one of the relay's own PostgreSQL transactions (``SET LOCAL``: this one only).
+
+    - Commit without waiting for the disk. Claims and outcomes are the
+      relay's bookkeeping: if the database server itself crashes within the
+      fraction of a second it may lose of them, rows go back to where they
+      were (pending, or in flight until their lease ends) and are sent again,
+      a duplicate, which at-least-once delivery allows. The rows the
+      application committed are never touched by this. What it saves is a
+      disk flush per batch, on every batch.
+    - When claiming, walk the claimable rows in ``seq`` order by the partial
+      index and stop at the batch size. Table statistics lag behind an
+      outbox's churn (a burst of rows arrives between two autovacuum runs),
+      and with stale ones the planner fetches every claimable row through a
+      bitmap and sorts them all to keep the first batch: three times slower
+      on 10,000 rows, and worse the larger the backlog.
+    """
+    # set_config(..., true) is SET LOCAL as one statement, which every driver can send.
+    settings = (
+        ["synchronous_commit", "enable_bitmapscan", "enable_sort"] if claiming else ["synchronous_commit"]
+    )
+    conn.exec_driver_sql("SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in settings))
+
+
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -183,22 +203,20 @@ class SQLAlchemyStorage:
         }
         candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                _bookkeeping(conn, claiming=True)
+                # One statement: lock the candidates (skipping rows another relay holds), claim
+                # them and return them (the uncorrelated subquery runs once).
+                locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
+                claim = update(t).where(t.c.seq.in_(locked)).values(**claimed)
+                found = conn.execute(claim.returning(*self._claimed_columns())).all()
+                return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
             if self.dialect in _SKIP_LOCKED:
-                # Lock the candidates, skipping rows another relay holds; then claim exactly those,
-                # found through the primary key (RETURNING them where the database can).
+                # Lock the candidates, skipping rows another relay holds; then claim exactly those.
                 seqs = list(conn.scalars(candidates.with_for_update(skip_locked=True)))
                 if not seqs:
                     return token, []
-                if self.dialect == "postgresql":
-                    # One array parameter, not one per row: the statement compiles (and plans) once.
-                    claim = update(t).where(t.c.seq == any_(bindparam("seqs", seqs, type_=ARRAY(BigInteger))))
-                else:
-                    claim = update(t).where(t.c.seq.in_(seqs))
-                claim = claim.values(**claimed)
-                if self.dialect == "postgresql":
-                    found = conn.execute(claim.returning(*self._claimed_columns())).all()
-                    return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
-                conn.execute(claim)
+                conn.execute(update(t).where(t.c.seq.in_(seqs)).values(**claimed))
             else:
                 result = conn.execute(
                     update(t).where(t.c.seq.in_(candidates.scalar_subquery())).values(**claimed)
@@ -216,6 +234,8 @@ class SQLAlchemyStorage:
         held = t.c.claim_token == token
         others = [f.id for f in failed] + released
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                _bookkeeping(conn)
             if done:
                 # Usually the whole claim succeeded: mark it by its token (indexed), not by 200 ids.
                 rows = held if not others else and_(held, t.c.id.not_in(others))
