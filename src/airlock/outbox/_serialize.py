@@ -235,4 +235,5 @@ def deserialize(
 ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """The stored arguments, keyword arguments and dispatch options, decoded."""
     opts: Mapping[str, Any] = json.loads(options) if options else {}
-    return json.loads(args), json.loads(kwargs), dict(opts)
+    # "{}" is what almost every row holds: skip the decoder for it.
+    return json.loads(args), {} if kwargs == "{}" else json.loads(kwargs), dict(opts)
