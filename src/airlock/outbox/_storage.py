@@ -29,6 +29,7 @@ with requires("sqlalchemy"):
     from sqlalchemy.engine import make_url
 
 from ._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus, utcnow
+from ._sql import postgres_relay_settings
 from ._table import DEFAULT_TABLE_NAME, keys_table, outbox_table
 
 __all__ = ["SQLAlchemyStorage", "engine_from_url"]
@@ -101,30 +102,6 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
             f'pip install "{_PACKAGES[driver][1]}"'
         )
     return create_engine(parsed, **kwargs)
-
-
-def _bookkeeping(conn: Any, *, claiming: bool = False) -> None:
-    """Settings for one of the relay's own PostgreSQL transactions (``SET LOCAL``: this one only).
-
-    - Commit without waiting for the disk. Claims and outcomes are the
-      relay's bookkeeping: if the database server itself crashes within the
-      fraction of a second it may lose of them, rows go back to where they
-      were (pending, or in flight until their lease ends) and are sent again,
-      a duplicate, which at-least-once delivery allows. The rows the
-      application committed are never touched by this. What it saves is a
-      disk flush per batch, on every batch.
-    - When claiming, walk the claimable rows in ``seq`` order by the partial
-      index and stop at the batch size. Table statistics lag behind an
-      outbox's churn (a burst of rows arrives between two autovacuum runs),
-      and with stale ones the planner fetches every claimable row through a
-      bitmap and sorts them all to keep the first batch: three times slower
-      on 10,000 rows, and worse the larger the backlog.
-    """
-    # set_config(..., true) is SET LOCAL as one statement, which every driver can send.
-    settings = (
-        ["synchronous_commit", "enable_bitmapscan", "enable_sort"] if claiming else ["synchronous_commit"]
-    )
-    conn.exec_driver_sql("SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in settings))
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
@@ -204,7 +181,7 @@ class SQLAlchemyStorage:
         candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                _bookkeeping(conn, claiming=True)
+                conn.exec_driver_sql(postgres_relay_settings(claiming=True))
                 # One statement: lock the candidates (skipping rows another relay holds), claim
                 # them and return them (the uncorrelated subquery runs once).
                 locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
@@ -235,7 +212,7 @@ class SQLAlchemyStorage:
         others = [f.id for f in failed] + released
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                _bookkeeping(conn)
+                conn.exec_driver_sql(postgres_relay_settings())
             if done:
                 # Usually the whole claim succeeded: mark it by its token (indexed), not by 200 ids.
                 rows = held if not others else and_(held, t.c.id.not_in(others))

@@ -13,6 +13,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus
+from .._sql import postgres_relay_settings
 from .models import OutboxKey, OutboxRow
 
 __all__ = ["DjangoStorage"]
@@ -59,8 +60,12 @@ class DjangoStorage:
             "lease_until": now + dt.timedelta(seconds=lease),
             "attempts": F("attempts") + 1,
         }
+        connection = connections[self.using]
         with transaction.atomic(using=self.using):
-            if connections[self.using].features.has_select_for_update_skip_locked:
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(postgres_relay_settings(claiming=True))
+            if connection.features.has_select_for_update_skip_locked:
                 seqs = list(
                     candidates.select_for_update(skip_locked=True).values_list("seq", flat=True)[:limit]
                 )
@@ -77,7 +82,11 @@ class DjangoStorage:
     def finish(self, token: str, done: list[str], failed: list[Failure], released: list[str]) -> None:
         now = timezone.now()
         held = self._rows().filter(claim_token=token)
+        connection = connections[self.using]
         with transaction.atomic(using=self.using):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(postgres_relay_settings())
             if done:
                 # Usually the whole claim succeeded: mark it by its token (indexed), not by every id.
                 others = [f.id for f in failed] + released
