@@ -149,30 +149,34 @@ def _check_text(text: str | None, what: str, intent: Intent) -> None:
             ) from None
 
 
-_SCALARS = (str, int, bool, type(None))
-
-
-def _plain(value: Any) -> bool:
-    """A value JSON keeps exactly as it is, without a round trip to prove it (the common case)."""
-    kind = type(value)
-    return kind in _SCALARS or (kind is float and math.isfinite(value))
+def _plain(values: Any) -> bool:
+    """Whether every value is one JSON keeps exactly as it is, without a round trip to prove it
+    (str, int, bool, None, a finite float): the common case, checked with no call per value."""
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int or value is None or kind is bool:
+            continue
+        if kind is float and math.isfinite(value):
+            continue
+        return False
+    return True
 
 
 def _group(values: Any, describe: Callable[[Any], str], intent: Intent) -> str:
-    """Encode a list/dict of values at once; on any doubt, check value by value to name the culprit.
+    """Encode a tuple/list/dict of values at once (a tuple as a JSON array); on any doubt,
+    check value by value to name the culprit.
 
     ``describe(index or key)`` names a value in an error message (only asked then).
     """
-    is_list = isinstance(values, list)
-    items = values if is_list else list(values.values())
-    if all(_plain(v) for v in items):
+    is_dict = isinstance(values, dict)
+    if _plain(values.values() if is_dict else values):
         text = _dumps(values)
         if not text.isascii():
-            for where, value in enumerate(items) if is_list else values.items():
+            for where, value in values.items() if is_dict else enumerate(values):
                 if isinstance(value, str):
                     _check_text(value, f"{describe(where)} {value!r}", intent)
         return text
-    for where, value in enumerate(items) if is_list else values.items():
+    for where, value in values.items() if is_dict else enumerate(values):
         _encode(value, describe(where), intent)  # raises, naming the value, if it cannot be stored
     return _dumps(values)
 
@@ -204,7 +208,7 @@ def serialize_intent(intent: Intent, refs: dict[int, tuple[object, str]] | None 
         ref = task_reference(task)
         if refs is not None:
             refs[id(task)] = (task, ref)
-    args_text = _group(list(intent.args), _argument, intent)
+    args_text = _group(intent.args, _argument, intent)  # a tuple: stored as a JSON array
     kwargs = intent.kwargs
     kwargs_text = _group(kwargs, _keyword, intent) if kwargs else "{}"
     options = dict(intent.dispatch_options) if intent.dispatch_options is not None else None
