@@ -116,6 +116,7 @@ class Scope(Dispatching):
     _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
     _guard: _context._Judging | None = None
     _unguarded = False  # every check in _checks is the library's own (see _resolve_checks)
+    _inline = False  # enqueue may do _judge_and_add's work itself (see _resolve_checks)
     _id: int | None = None
 
     def __init__(
@@ -512,8 +513,9 @@ class Scope(Dispatching):
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
-        custom_add = type(self)._add is not _base_add
-        if self._parent is None and type(self).enqueue_checks is _base_enqueue_checks and not custom_add:
+        cls = type(self)
+        custom_add = cls._add is not _base_add
+        if self._parent is None and cls.enqueue_checks is _base_enqueue_checks and not custom_add:
             # The usual case, kept short: one scope, the default checks.
             policy, executor = self._policy, self._executor
             validate = None if executor is execute else getattr(executor, "validate", None)
@@ -523,21 +525,34 @@ class Scope(Dispatching):
                 checks = (_on_enqueue_of(policy), *checks)
             self._checks = checks
             return checks
-        chain: list[Scope] = []
-        scope: Scope | None = self
-        while scope is not None:
-            chain.append(scope)
-            scope = scope._parent
-        asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
         found: list[Callable[[Intent], None]] = []
-        for s in chain:
-            for check in s.enqueue_checks():
-                if not any(check == c for c in found):
-                    found.append(check)
+        if self._parent is None:
+            # A root scope with its own checks (an integration's): one policy, no chain.
+            policy = self._policy
+            asked: tuple[Any, ...] = (policy,) if asks_on_enqueue(policy) else ()
+            _add_distinct(found, self.enqueue_checks())
+        else:
+            chain: list[Scope] = []
+            scope: Scope | None = self
+            while scope is not None:
+                chain.append(scope)
+                scope = scope._parent
+            asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
+            for s in chain:
+                _add_distinct(found, s.enqueue_checks())
         self._asked = asked
         # Checks marked ``airlock_never_enqueues`` are the library's own and
         # cannot enqueue: without a policy to ask, they run without the guard.
         self._unguarded = not asked and all(getattr(c, "airlock_never_enqueues", False) for c in found)
+        # Then enqueue runs them and buffers the intent itself, unless the
+        # class changes what happens to an enqueued intent (_add and the
+        # judging methods are class-level hooks, as for a scope without checks).
+        self._inline = (
+            self._unguarded
+            and not custom_add
+            and cls._judge_and_add is _base_judge_and_add
+            and cls._judge is _base_judge
+        )
         if custom_add:
             # Never empty, so that enqueue always goes through _add.
             found.append(_nothing_to_check)
@@ -734,6 +749,8 @@ class Scope(Dispatching):
 
 
 _base_add = Scope._add
+_base_judge_and_add = Scope._judge_and_add
+_base_judge = Scope._judge
 _base_dispatch_all = Scope._dispatch_all
 _base_adispatch_all = Scope._adispatch_all
 _base_should_flush = Scope.should_flush
@@ -752,6 +769,16 @@ def _find_seal(buffer: list[Intent]) -> int:
         except IndexError:  # a late enqueue took its intent out meanwhile
             k = len(buffer)
         k -= 1
+
+
+def _add_distinct(found: list[Callable[[Intent], None]], checks: Iterable[Callable[[Intent], None]]) -> None:
+    """Append each of ``checks`` to ``found`` unless an equal one is there already."""
+    for check in checks:
+        for seen in found:
+            if check == seen:
+                break
+        else:
+            found.append(check)
 
 
 def _nothing_to_check(intent: Intent) -> None:

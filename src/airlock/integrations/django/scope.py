@@ -40,6 +40,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from airlock import Intent, PolicyProtocol, Scope, UsageError, get_current_scope
 from airlock.integrations.executors.sync import sync_executor
 
+from .conf import executor_when_unconfigured
+
 __all__ = ["DjangoScope"]
 
 _get_ident = threading.get_ident
@@ -119,13 +121,18 @@ def _register(connection: BaseDatabaseWrapper, callback: Callable[[], None]) -> 
     """
     level = tuple(connection.savepoint_ids)
     depth = len(level)
-    candidates = [
-        m
-        for m in _markers(connection).values()
-        if m.callback is None and not m.fired and m.level[:depth] == level and m.alive()
-    ]
-    if candidates:
-        max(candidates, key=lambda m: m.index).callback = callback
+    latest: _Marker | None = None  # the candidate registered last
+    for m in _markers(connection).values():
+        if (
+            m.callback is None
+            and not m.fired
+            and m.level[:depth] == level
+            and m.alive()
+            and (latest is None or m.index > latest.index)
+        ):
+            latest = m
+    if latest is not None:
+        latest.callback = callback
     else:
         connection.on_commit(callback, robust=True)
 
@@ -161,15 +168,19 @@ class _TieToTransactions:
         self.entry: dict[int, tuple[Any, Any]] = {}
         if scope is not None:
             self.thread = _get_ident()
-            self.wrappers = _thread_connections()
-            levels = [
-                (c, c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
-                for c in self.wrappers
-                if c.in_atomic_block
-            ]
-            self.levels = tuple(levels)
-            self.others = tuple(c for c in self.wrappers if all(c is not e[0] for e in levels))
-            self.entry = {id(c): (key, pending) for c, key, pending in levels}
+            self.wrappers = wrappers = _thread_connections()
+            levels = []
+            others = []
+            for c in wrappers:
+                if c.in_atomic_block:
+                    ids = c.savepoint_ids
+                    levels.append((c, ids[-1] if ids else None, c.run_on_commit))
+                else:
+                    others.append(c)
+            if levels:
+                self.levels = tuple(levels)
+                self.others = tuple(others)
+                self.entry = {id(c): (key, pending) for c, key, pending in levels}
 
     def __eq__(self, other: object) -> bool:
         return type(other) is _TieToTransactions
@@ -288,8 +299,6 @@ class DjangoScope(Scope):
                 f"DATABASES defines: {', '.join(connections.settings)}"
             )
         if executor is None:
-            from .conf import executor_when_unconfigured
-
             executor = executor_when_unconfigured()
         self._using = using
         super().__init__(policy, executor=executor, origin=origin)
@@ -376,7 +385,12 @@ class DjangoScope(Scope):
                 )
             callback()
             return
-        _register(waiting[0], _after_every_commit(callback, self._using, waiting[0], wrappers))
+        waited = waiting[0]
+        if wrappers is None or len(wrappers) > 1:
+            # Another database of this thread may still be inside atomic()
+            # when this one commits (with one database, nothing to ask then).
+            callback = _after_every_commit(callback, self._using, waited, wrappers)
+        _register(waited, callback)
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
         at_entry = self._at_entry
