@@ -256,7 +256,8 @@ class Scope(Dispatching):
         Asked once per scope, at its first enqueue. (Policies are not checks:
         the scope asks their ``on_enqueue`` itself.)
         """
-        validate = getattr(self._executor, "validate", None)
+        executor = self._executor
+        validate = None if executor is execute else getattr(executor, "validate", None)
         return (validate,) if validate is not None else ()
 
     def _add(self, intent: Intent) -> None:
@@ -543,12 +544,17 @@ class Scope(Dispatching):
         self._asked = asked
         # Checks marked ``airlock_never_enqueues`` are the library's own and
         # cannot enqueue: without a policy to ask, they run without the guard.
-        self._unguarded = not asked and all(getattr(c, "airlock_never_enqueues", False) for c in found)
+        unguarded = not asked
+        for check in found:  # (a loop, not all(): this runs once per scope)
+            if not getattr(check, "airlock_never_enqueues", False):
+                unguarded = False
+                break
+        self._unguarded = unguarded
         # Then enqueue runs them and buffers the intent itself, unless the
         # class changes what happens to an enqueued intent (_add and the
         # judging methods are class-level hooks, as for a scope without checks).
         self._inline = (
-            self._unguarded
+            unguarded
             and not custom_add
             and cls._judge_and_add is _base_judge_and_add
             and cls._judge is _base_judge
@@ -557,7 +563,7 @@ class Scope(Dispatching):
             # Never empty, so that enqueue always goes through _add.
             found.append(_nothing_to_check)
         # Policies first (innermost first), each looked up when called.
-        resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(found)
+        resolved = (*[_on_enqueue_of(p) for p in asked], *found) if asked else tuple(found)
         self._checks = resolved
         return resolved
 

@@ -54,7 +54,7 @@ class _Marker:
     flush too (`callback`), so it stays one registered callback.
     """
 
-    __slots__ = ("connection", "level", "fired", "callback", "fn", "pending", "index")
+    __slots__ = ("connection", "level", "fired", "callback", "pending", "index")
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -62,9 +62,9 @@ class _Marker:
         self.fired = False
         self.callback: Callable[[], None] | None = None
         # A bound method (Django's robust-callback logging reads ``__qualname__``),
-        # kept so that the registered entry can be recognised by identity.
-        self.fn = self.airlock_after_commit
-        connection.on_commit(self.fn, robust=True)
+        # recognised by its ``__self__``: keeping it on the marker would make
+        # a reference cycle, left for the garbage collector, per transaction.
+        connection.on_commit(self.airlock_after_commit, robust=True)
         self.pending = connection.run_on_commit
         self.index = len(self.pending) - 1
 
@@ -79,11 +79,15 @@ class _Marker:
         if self.fired:
             return True
         pending = self.connection.run_on_commit
-        fn = self.fn
         index = self.index
-        if pending is self.pending and index < len(pending) and pending[index][1] is fn:
+        if pending is self.pending and index < len(pending) and _is_bound_to(pending[index][1], self):
             return True  # the usual case: still where it was registered
-        return any(entry[1] is fn for entry in pending)
+        return any(_is_bound_to(entry[1], self) for entry in pending)
+
+
+def _is_bound_to(fn: object, marker: _Marker) -> bool:
+    """Whether the registered on-commit callback ``fn`` is ``marker``'s."""
+    return getattr(fn, "__self__", None) is marker
 
 
 def _markers(connection: BaseDatabaseWrapper) -> dict[str | None, _Marker]:
@@ -147,26 +151,28 @@ class _TieToTransactions:
 
     The check of a root [`DjangoScope`][airlock.integrations.django.scope.DjangoScope] entered inside ``atomic()`` knows
     that scope's entry levels: an intent made at one of them needs no
-    condition (the flush registers at that level), and is only noted on the
-    scope. One instance per scope (it lives and dies with it); equal to any
-    other instance, so nested DjangoScopes run the check once.
+    condition (the flush registers at that level), and is only noted here
+    (`noted`). One instance per scope (it lives and dies with it, and does not
+    refer back to it: no reference cycle to leave to the garbage collector);
+    equal to any other instance, so nested DjangoScopes run the check once.
     """
 
-    __slots__ = ("thread", "wrappers", "last", "scope", "levels", "others", "entry")
+    __slots__ = ("thread", "wrappers", "last", "levels", "others", "entry", "noted", "markers")
     airlock_never_enqueues = True  # the core may run it without its policy-callback guard
 
-    def __init__(self, scope: DjangoScope | None = None) -> None:
+    def __init__(self, at_entry: bool = False) -> None:
         self.thread = 0
         self.wrappers: tuple[BaseDatabaseWrapper, ...] = ()
         # (meta before, condition, meta after) of the last intent tied here: the
         # next intent made at the same level shares the result instead of
         # building its own (metadata is never mutated, only replaced).
         self.last: tuple[Any, Any, Any] = (None, None, None)
-        self.scope = scope
         self.levels: tuple[tuple[Any, Any, Any], ...] = ()  # (connection, savepoint id or None, pending list)
         self.others: tuple[BaseDatabaseWrapper, ...] = ()  # this thread's other connections
         self.entry: dict[int, tuple[Any, Any]] = {}
-        if scope is not None:
+        self.noted: list[Intent] = []  # the intents made at the entry levels (left untied)
+        self.markers: tuple[_Marker, ...] = ()  # those levels' markers, from the first noted intent on
+        if at_entry:
             self.thread = _get_ident()
             self.wrappers = wrappers = _thread_connections()
             levels = []
@@ -189,6 +195,10 @@ class _TieToTransactions:
         return hash(_TieToTransactions)
 
     def __call__(self, intent: Intent) -> None:
+        self.check(intent)
+
+    def check(self, intent: Intent) -> None:
+        """The check itself; a root scope's runs as this bound method (cheaper to call than the instance)."""
         levels = self.levels
         if levels and self.thread == _get_ident():
             # The lean path: still at the level the scope was entered at, on
@@ -202,12 +212,11 @@ class _TieToTransactions:
             else:
                 others = self.others
                 if not (others and any(c.in_atomic_block for c in others)):
-                    scope: Any = self.scope
-                    noted = scope._at_entry
-                    if noted is not None:
+                    noted = self.noted
+                    if noted:
                         noted.append(intent)
                     else:
-                        scope._note_at_entry(intent)
+                        self._note(intent)
                     return
         if self.thread != _get_ident():
             self.thread = _get_ident()
@@ -232,7 +241,21 @@ class _TieToTransactions:
                     intent.add_condition(alive)
                     self.last = (meta, alive, intent._meta)
         if at_entry:
-            self.scope._note_at_entry(intent)  # type: ignore[union-attr]
+            self._note(intent)
+
+    def _note(self, intent: Intent) -> None:
+        noted = self.noted
+        if not noted:
+            # What the flush asks if the scope outlived its level (used
+            # imperatively): did that level commit or roll back?
+            markers = []
+            for connection, _, _ in self.levels:
+                markers.append(_marker_for(connection))
+            self.markers = tuple(markers)
+        noted.append(intent)
+
+
+_TieToTransactions.check.airlock_never_enqueues = True  # type: ignore[attr-defined]  # read through the bound method
 
 
 def _has_marker(intent: Intent) -> bool:
@@ -280,8 +303,6 @@ class DjangoScope(Scope):
     __slots__ = ("_using",)
     _transaction_bound_only = False
     _tie: _TieToTransactions | None = None  # a root scope's check, when entered inside atomic()
-    _entry_markers: tuple[_Marker, ...] = ()
-    _at_entry: list[Intent] | None = None  # the intents made at those levels (left untied)
 
     def __init__(
         self,
@@ -309,12 +330,12 @@ class DjangoScope(Scope):
         return self._using
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
-        yield from super().enqueue_checks()
         tie = self._tie
         if tie is not None and get_current_scope() is self:
-            yield tie  # knows this root scope's own atomic() level
-        else:
-            yield _TieToTransactions()  # called with the intent only
+            # This root scope's own, which knows its atomic() level. Nothing
+            # else can be in its chain, so it needs no equality with other ties.
+            return (*super().enqueue_checks(), tie.check)
+        return (*super().enqueue_checks(), _TieToTransactions())  # called with the intent only
 
     def enter(self) -> Scope:
         super().enter()
@@ -323,31 +344,24 @@ class DjangoScope(Scope):
             # ``with`` block cannot outlive it), where the one on-commit
             # registration of the flush already follows the block's fate: its
             # intents made at that very level need no condition of their own.
-            tie = _TieToTransactions(self)
+            tie = _TieToTransactions(at_entry=True)
             if tie.levels:
                 self._tie = tie
         return self
 
     __enter__ = enter
 
-    def _note_at_entry(self, intent: Intent) -> None:
-        at_entry = self._at_entry
-        if at_entry is None:
-            at_entry = self._at_entry = []
-            # What the flush asks if the scope outlived its level (used
-            # imperatively): did that level commit or roll back?
-            self._entry_markers = tuple(_marker_for(e[0]) for e in self._tie.levels)  # type: ignore[union-attr]
-        at_entry.append(intent)
-
     def _tied(self, intents: list[Intent]) -> list[bool]:
         """For each intent, whether it was made inside a transaction."""
-        at_entry = {id(i) for i in self._at_entry} if self._at_entry else set()
+        tie = self._tie
+        at_entry = {id(i) for i in tie.noted} if tie is not None and tie.noted else set()
         return [_has_marker(i) or id(i) in at_entry for i in intents]
 
     def _entry_rolled_back(self) -> bool:
         """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
-        entry = self._tie.entry if self._tie is not None else {}
-        for marker in self._entry_markers:
+        tie: Any = self._tie  # set: only asked when it noted intents
+        entry = tie.entry
+        for marker in tie.markers:
             connection = marker.connection
             level = entry[id(connection)]
             ids = connection.savepoint_ids
@@ -359,7 +373,7 @@ class DjangoScope(Scope):
                 break
         else:
             return False  # still open, the usual case: the flush's registration follows it
-        return not all(marker.alive() for marker in self._entry_markers)
+        return not all(marker.alive() for marker in tie.markers)
 
     def schedule_dispatch(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (this flush's dispatch) when the data it follows is committed.
@@ -393,9 +407,9 @@ class DjangoScope(Scope):
         _register(waited, callback)
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
-        at_entry = self._at_entry
-        if at_entry and self._entry_rolled_back():
-            void = {id(intent) for intent in at_entry}
+        tie = self._tie
+        if tie is not None and tie.noted and self._entry_rolled_back():
+            void = {id(intent) for intent in tie.noted}
             intents = [intent for intent in intents if id(intent) not in void]
         if self._transaction_bound_only:
             intents = [intent for intent, tied in zip(intents, self._tied(intents), strict=True) if tied]
