@@ -54,7 +54,7 @@ class _Marker:
     flush too (`callback`), so it stays one registered callback.
     """
 
-    __slots__ = ("connection", "level", "fired", "callback", "pending", "index")
+    __slots__ = ("connection", "level", "fired", "callback", "index")
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -62,11 +62,11 @@ class _Marker:
         self.fired = False
         self.callback: Callable[[], None] | None = None
         # A bound method (Django's robust-callback logging reads ``__qualname__``),
-        # recognised by its ``__self__``: keeping it on the marker would make
-        # a reference cycle, left for the garbage collector, per transaction.
+        # recognised by its ``__self__`` (see alive). Neither it nor the list
+        # it is in is kept on the marker: either would make a reference cycle
+        # (marker -> list -> entry -> method -> marker) left to the garbage collector.
         connection.on_commit(self.airlock_after_commit, robust=True)
-        self.pending = connection.run_on_commit
-        self.index = len(self.pending) - 1
+        self.index = len(connection.run_on_commit) - 1
 
     def airlock_after_commit(self) -> None:
         self.fired = True
@@ -80,14 +80,9 @@ class _Marker:
             return True
         pending = self.connection.run_on_commit
         index = self.index
-        if pending is self.pending and index < len(pending) and _is_bound_to(pending[index][1], self):
+        if index < len(pending) and getattr(pending[index][1], "__self__", None) is self:
             return True  # the usual case: still where it was registered
-        return any(_is_bound_to(entry[1], self) for entry in pending)
-
-
-def _is_bound_to(fn: object, marker: _Marker) -> bool:
-    """Whether the registered on-commit callback ``fn`` is ``marker``'s."""
-    return getattr(fn, "__self__", None) is marker
+        return any(getattr(entry[1], "__self__", None) is self for entry in pending)
 
 
 def _markers(connection: BaseDatabaseWrapper) -> dict[str | None, _Marker]:
@@ -482,6 +477,7 @@ def _after_every_commit(
     first: str,
     waited: BaseDatabaseWrapper,
     wrappers: tuple[BaseDatabaseWrapper, ...] | None,
+    done: list[BaseDatabaseWrapper] | None = None,
 ) -> Callable[[], None]:
     """``callback``, deferred again while another database of this thread is still in ``atomic()``.
 
@@ -489,8 +485,10 @@ def _after_every_commit(
     again (under ``captureOnCommitCallbacks(execute=True)`` the callbacks run
     while its block is still open). ``wrappers``: this thread's connections,
     when already known (on-commit callbacks run on the thread that registered them).
+    ``done``: the connections already waited for (shared by the re-registrations).
     """
-    done = [waited]
+    if done is None:
+        done = [waited]
 
     def airlock_dispatch_after_commit() -> None:
         others = [c for c in (wrappers if wrappers is not None else _thread_connections()) if c is not waited]
@@ -500,7 +498,9 @@ def _after_every_commit(
         waiting = [c for c in _in_atomic(first) if all(c is not d for d in done)]
         if waiting:
             done.append(waiting[0])
-            _register(waiting[0], airlock_dispatch_after_commit)
+            # A new closure, not this one: registering itself from inside
+            # would make it refer to itself, a cycle left to the garbage collector.
+            _register(waiting[0], _after_every_commit(callback, first, waited, wrappers, done))
         else:
             callback()
 
