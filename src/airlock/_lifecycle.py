@@ -516,21 +516,22 @@ class Scope(Dispatching):
         """What every enqueue into this scope runs (worked out at the first one)."""
         cls = type(self)
         custom_add = cls._add is not _base_add
-        if self._parent is None and cls.enqueue_checks is _base_enqueue_checks and not custom_add:
-            # The usual case, kept short: one scope, the default checks.
-            policy, executor = self._policy, self._executor
-            validate = None if executor is execute else getattr(executor, "validate", None)
-            checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
-            if getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE:
-                self._asked = (policy,)
-                checks = (_on_enqueue_of(policy), *checks)
-            self._checks = checks
-            return checks
         found: list[Callable[[Intent], None]] = []
         if self._parent is None:
-            # A root scope with its own checks (an integration's): one policy, no chain.
+            # One scope, so one policy and no chain to walk (asks_on_enqueue, inlined).
             policy = self._policy
-            asked: tuple[Any, ...] = (policy,) if asks_on_enqueue(policy) else ()
+            asks = getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE
+            if cls.enqueue_checks is _base_enqueue_checks and not custom_add:
+                # The usual case, kept short: the default checks.
+                executor = self._executor
+                validate = None if executor is execute else getattr(executor, "validate", None)
+                checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
+                if asks:
+                    self._asked = (policy,)
+                    checks = (_on_enqueue_of(policy), *checks)
+                self._checks = checks
+                return checks
+            asked: tuple[Any, ...] = (policy,) if asks else ()
             _add_distinct(found, self.enqueue_checks())
         else:
             chain: list[Scope] = []
