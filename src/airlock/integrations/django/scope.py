@@ -195,6 +195,7 @@ class _TieToTransactions:
     def check(self, intent: Intent) -> None:
         """The check itself; a root scope's runs as this bound method (cheaper to call than the instance)."""
         levels = self.levels
+        at_entry = False
         if levels and self.thread == _get_ident():
             # The lean path: still at the level the scope was entered at, on
             # every database, and no other block open?
@@ -209,45 +210,41 @@ class _TieToTransactions:
                 if not (others and any(c.in_atomic_block for c in others)):
                     noted = self.noted
                     if noted:
-                        noted.append(intent)
+                        noted.append(intent)  # the usual case
+                        return
+                    at_entry = True  # the first: noted below
+        if not at_entry:
+            if self.thread != _get_ident():
+                self.thread = _get_ident()
+                self.wrappers = _thread_connections()
+            entry = self.entry
+            for connection in self.wrappers:
+                if connection.in_atomic_block:
+                    if entry:
+                        level = entry.get(id(connection))
+                        if level is not None and level[1] is connection.run_on_commit:
+                            ids = connection.savepoint_ids
+                            if (ids[-1] if ids else None) == level[0]:
+                                at_entry = True
+                                continue
+                    alive = _marker_for(connection).alive
+                    before, condition, after = self.last
+                    meta = intent._meta
+                    if meta is before and condition == alive:
+                        intent._meta = after
                     else:
-                        self._note(intent)
-                    return
-        if self.thread != _get_ident():
-            self.thread = _get_ident()
-            self.wrappers = _thread_connections()
-        entry = self.entry
-        at_entry = False
-        for connection in self.wrappers:
-            if connection.in_atomic_block:
-                if entry:
-                    level = entry.get(id(connection))
-                    if level is not None and level[1] is connection.run_on_commit:
-                        ids = connection.savepoint_ids
-                        if (ids[-1] if ids else None) == level[0]:
-                            at_entry = True
-                            continue
-                alive = _marker_for(connection).alive
-                before, condition, after = self.last
-                meta = intent._meta
-                if meta is before and condition == alive:
-                    intent._meta = after
-                else:
-                    intent.add_condition(alive)
-                    self.last = (meta, alive, intent._meta)
+                        intent.add_condition(alive)
+                        self.last = (meta, alive, intent._meta)
         if at_entry:
-            self._note(intent)
-
-    def _note(self, intent: Intent) -> None:
-        noted = self.noted
-        if not noted:
-            # What the flush asks if the scope outlived its level (used
-            # imperatively): did that level commit or roll back?
-            markers = []
-            for connection, _, _ in self.levels:
-                markers.append(_marker_for(connection))
-            self.markers = tuple(markers)
-        noted.append(intent)
+            noted = self.noted
+            if not noted:
+                # What the flush asks if the scope outlived its level (used
+                # imperatively): did that level commit or roll back?
+                markers = []
+                for connection, _, _ in levels:
+                    markers.append(_marker_for(connection))
+                self.markers = tuple(markers)
+            noted.append(intent)
 
 
 _TieToTransactions.check.airlock_never_enqueues = True  # type: ignore[attr-defined]  # read through the bound method
@@ -352,24 +349,6 @@ class DjangoScope(Scope):
         at_entry = {id(i) for i in tie.noted} if tie is not None and tie.noted else set()
         return [_has_marker(i) or id(i) in at_entry for i in intents]
 
-    def _entry_rolled_back(self) -> bool:
-        """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
-        tie: Any = self._tie  # set: only asked when it noted intents
-        entry = tie.entry
-        for marker in tie.markers:
-            connection = marker.connection
-            level = entry[id(connection)]
-            ids = connection.savepoint_ids
-            if not (
-                connection.in_atomic_block
-                and connection.run_on_commit is level[1]
-                and (ids[-1] if ids else None) == level[0]
-            ):
-                break
-        else:
-            return False  # still open, the usual case: the flush's registration follows it
-        return not all(marker.alive() for marker in tie.markers)
-
     def schedule_dispatch(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (this flush's dispatch) when the data it follows is committed.
 
@@ -403,9 +382,22 @@ class DjangoScope(Scope):
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
         tie = self._tie
-        if tie is not None and tie.noted and self._entry_rolled_back():
-            void = {id(intent) for intent in tie.noted}
-            intents = [intent for intent in intents if id(intent) not in void]
+        if tie is not None and tie.noted:
+            # The intents made at this root scope's entry levels carry no
+            # condition: while those levels are open (the usual case) the
+            # registration below follows them; if the scope outlived them
+            # (used imperatively), they are void if one of them rolled back.
+            for connection, key, pending in tie.levels:
+                ids = connection.savepoint_ids
+                if not (
+                    connection.in_atomic_block
+                    and connection.run_on_commit is pending
+                    and (ids[-1] if ids else None) == key
+                ):
+                    if not all(marker.alive() for marker in tie.markers):
+                        void = {id(intent) for intent in tie.noted}
+                        intents = [intent for intent in intents if id(intent) not in void]
+                    break
         if self._transaction_bound_only:
             intents = [intent for intent, tied in zip(intents, self._tied(intents), strict=True) if tied]
         if not intents:
