@@ -189,11 +189,8 @@ class _TieToTransactions:
     def __hash__(self) -> int:
         return hash(_TieToTransactions)
 
-    def __call__(self, intent: Intent) -> None:
-        self.check(intent)
-
     def check(self, intent: Intent) -> None:
-        """The check itself; a root scope's runs as this bound method (cheaper to call than the instance)."""
+        """The check; a root scope's runs as this bound method (cheaper to call than the instance)."""
         levels = self.levels
         at_entry = False
         if levels and self.thread == _get_ident():
@@ -245,6 +242,8 @@ class _TieToTransactions:
                     markers.append(_marker_for(connection))
                 self.markers = tuple(markers)
             noted.append(intent)
+
+    __call__ = check  # the same function: called as the instance (nested scopes), no extra frame
 
 
 _TieToTransactions.check.airlock_never_enqueues = True  # type: ignore[attr-defined]  # read through the bound method
