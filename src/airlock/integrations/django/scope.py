@@ -172,16 +172,20 @@ class _TieToTransactions:
             self.wrappers = wrappers = _thread_connections()
             levels = []
             others = []
+            entry = {}
             for c in wrappers:
                 if c.in_atomic_block:
                     ids = c.savepoint_ids
-                    levels.append((c, ids[-1] if ids else None, c.run_on_commit))
+                    key = ids[-1] if ids else None
+                    pending = c.run_on_commit
+                    levels.append((c, key, pending))
+                    entry[id(c)] = (key, pending)
                 else:
                     others.append(c)
             if levels:
                 self.levels = tuple(levels)
                 self.others = tuple(others)
-                self.entry = {id(c): (key, pending) for c, key, pending in levels}
+                self.entry = entry
 
     def __eq__(self, other: object) -> bool:
         return type(other) is _TieToTransactions
@@ -259,7 +263,10 @@ def _has_marker(intent: Intent) -> bool:
 
 def _thread_connections() -> tuple[BaseDatabaseWrapper, ...]:
     """This thread's connection objects, one per alias (made if needed: cheap, no database call)."""
-    return tuple(connections[alias] for alias in connections)
+    found = []
+    for alias in connections:  # (a loop: no generator frame; this runs once per scope)
+        found.append(connections[alias])
+    return tuple(found)
 
 
 def _in_atomic(
