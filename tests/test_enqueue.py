@@ -225,3 +225,150 @@ def test_nested_scope_with_its_own_origin_keeps_it() -> None:
         with airlock.Scope(origin="nightly-job") as inner:
             intent = airlock.enqueue(print)
     assert inner.origin == "nightly-job" and intent.origin == "nightly-job"
+
+
+# -- the inline path: a scope whose checks are all the library's own -------------------
+
+
+def _own_check(seen: list[tuple[str, object]]) -> Any:
+    """A check marked as the library's own (it never enqueues): enqueue may run it inline."""
+
+    def check(intent: airlock.Intent) -> None:
+        seen.append((intent.name, airlock._context.current.get()))
+
+    check.airlock_never_enqueues = True  # type: ignore[attr-defined]
+    return check
+
+
+def _checking(
+    seen: list[tuple[str, object]], base: type[airlock.Scope] = airlock.Scope
+) -> type[airlock.Scope]:
+    class Checking(base):  # type: ignore[valid-type,misc]
+        def enqueue_checks(self) -> Any:
+            return (*super().enqueue_checks(), _own_check(seen))
+
+    return Checking
+
+
+def test_the_librarys_own_checks_run_inline_and_the_intent_is_buffered() -> None:
+    seen: list[tuple[str, object]] = []
+    rec = Recorder()
+    with _checking(seen)() as s:
+        a = airlock.enqueue(rec.task("a"))
+        b = airlock.enqueue(rec.task("b"))
+        assert s._inline  # the inline path was taken
+        assert s.intents == [a, b]
+    assert seen == [("a", s), ("b", s)]  # no judging guard around them
+    assert rec.names == ["a", "b"]
+
+
+def test_an_overridden_add_still_sees_every_intent_with_own_checks() -> None:
+    seen: list[tuple[str, object]] = []
+    added: list[str] = []
+
+    class Adding(_checking(seen)):  # type: ignore[misc]
+        def _add(self, intent: airlock.Intent) -> None:
+            added.append(intent.name)
+            super()._add(intent)
+
+    with Adding() as s:
+        airlock.enqueue(print, _name="a")
+        assert not s._inline
+    assert added == ["a"] and [name for name, _ in seen] == ["a"]
+
+
+def test_an_overridden_judge_still_judges_with_own_checks() -> None:
+    seen: list[tuple[str, object]] = []
+    judged: list[str] = []
+
+    class Judging(_checking(seen)):  # type: ignore[misc]
+        def _judge(self, intent: airlock.Intent, checks: Any) -> None:
+            judged.append(intent.name)
+            super()._judge(intent, checks)
+
+    with Judging() as s:
+        airlock.enqueue(print, _name="a")
+        assert not s._inline
+    assert judged == ["a"] and [name for name, _ in seen] == ["a"]
+
+
+def test_a_check_not_marked_as_the_librarys_runs_under_the_judging_guard() -> None:
+    seen: list[object] = []
+
+    class Checking(airlock.Scope):
+        def enqueue_checks(self) -> Any:
+            return (lambda intent: seen.append(airlock._context.current.get()),)
+
+    with Checking() as s:
+        airlock.enqueue(print)
+        assert not s._inline
+    assert type(seen[0]) is airlock._context._Judging
+
+
+def test_a_local_policy_is_asked_even_when_the_scope_runs_its_checks_inline() -> None:
+    seen: list[tuple[str, object]] = []
+    asked: list[str] = []
+
+    class Asking(airlock.Policy):
+        def on_enqueue(self, intent: airlock.Intent) -> None:
+            asked.append(intent.name)
+
+        def allows(self, intent: airlock.Intent) -> bool:
+            return intent.name != "refused"
+
+    rec = Recorder()
+    with _checking(seen)() as s:
+        airlock.enqueue(rec.task("plain"))
+        assert s._inline
+        with airlock.policy(Asking()):
+            airlock.enqueue(rec.task("asked"))
+            airlock.enqueue(rec.task("refused"))
+    assert asked == ["asked", "refused"]
+    assert [name for name, _ in seen] == ["plain", "asked", "refused"]
+    assert rec.names == ["plain", "asked"]
+
+
+def test_a_scope_policy_that_asks_on_enqueue_keeps_the_guard_around_own_checks() -> None:
+    seen: list[tuple[str, object]] = []
+    asked: list[str] = []
+
+    class Asking(airlock.Policy):
+        def on_enqueue(self, intent: airlock.Intent) -> None:
+            asked.append(intent.name)
+
+    with _checking(seen)(Asking()) as s:
+        airlock.enqueue(print, _name="a")
+        assert not s._inline
+    assert asked == ["a"]
+    assert type(seen[0][1]) is airlock._context._Judging
+
+
+def test_a_condition_added_by_an_inline_check_still_filters_at_flush() -> None:
+    class Voiding(airlock.Scope):
+        def enqueue_checks(self) -> Any:
+            def void_b(intent: airlock.Intent) -> None:
+                if intent.name == "b":
+                    intent.add_condition(lambda: False)
+
+            void_b.airlock_never_enqueues = True  # type: ignore[attr-defined]
+            return (void_b,)
+
+    rec = Recorder()
+    with Voiding() as s:
+        airlock.enqueue(rec.task("a"))
+        airlock.enqueue(rec.task("b"))
+        assert s._inline
+    assert rec.names == ["a"]
+
+
+def test_a_root_scope_dedupes_equal_checks_of_its_own() -> None:
+    seen: list[tuple[str, object]] = []
+    check = _own_check(seen)
+
+    class Twice(airlock.Scope):
+        def enqueue_checks(self) -> Any:
+            return (check, check)
+
+    with Twice():
+        airlock.enqueue(print, _name="a")
+    assert [name for name, _ in seen] == ["a"]

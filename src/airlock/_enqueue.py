@@ -59,10 +59,21 @@ def enqueue(
         _check_task(scope, task, intent)
     checks = scope._checks  # resolved by _check_task at the scope's first enqueue
     if checks or policies:
-        scope._judge_and_add(intent, checks)
-        return intent
-    # Nothing to judge, and Scope._add (inlined): a scope class that
-    # overrides _add always has checks (see _resolve_checks).
+        if policies or not scope._inline:
+            scope._judge_and_add(intent, checks)
+            return intent
+        # Scope._judge_and_add -> _judge -> _add, inlined for a scope whose
+        # checks are all the library's own (see _resolve_checks): they run
+        # without the judging guard, as _judge would run them.
+        for check in checks:
+            check(intent)
+        meta = intent._meta  # a check may have added a condition
+        if meta is not None and meta.conditions:
+            scope._needs_filter = True
+        if scope._state > _EXITED:
+            scope._refuse(intent)
+    # Scope._add (inlined): a scope class that overrides _add always has
+    # checks and is never _inline (see _resolve_checks).
     scope._buffer.append(intent)
     if scope._state > _EXITED:  # flushed, maybe by another thread meanwhile
         scope._late([intent])

@@ -116,6 +116,7 @@ class Scope(Dispatching):
     _shared_meta: _Meta | None = None  # the origin-only metadata every plain intent here shares
     _guard: _context._Judging | None = None
     _unguarded = False  # every check in _checks is the library's own (see _resolve_checks)
+    _inline = False  # enqueue may do _judge_and_add's work itself (see _resolve_checks)
     _id: int | None = None
 
     def __init__(
@@ -255,7 +256,8 @@ class Scope(Dispatching):
         Asked once per scope, at its first enqueue. (Policies are not checks:
         the scope asks their ``on_enqueue`` itself.)
         """
-        validate = getattr(self._executor, "validate", None)
+        executor = self._executor
+        validate = None if executor is execute else getattr(executor, "validate", None)
         return (validate,) if validate is not None else ()
 
     def _add(self, intent: Intent) -> None:
@@ -512,37 +514,57 @@ class Scope(Dispatching):
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
-        custom_add = type(self)._add is not _base_add
-        if self._parent is None and type(self).enqueue_checks is _base_enqueue_checks and not custom_add:
-            # The usual case, kept short: one scope, the default checks.
-            policy, executor = self._policy, self._executor
-            validate = None if executor is execute else getattr(executor, "validate", None)
-            checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
-            if getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE:
-                self._asked = (policy,)
-                checks = (_on_enqueue_of(policy), *checks)
-            self._checks = checks
-            return checks
-        chain: list[Scope] = []
-        scope: Scope | None = self
-        while scope is not None:
-            chain.append(scope)
-            scope = scope._parent
-        asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
+        cls = type(self)
+        custom_add = cls._add is not _base_add
         found: list[Callable[[Intent], None]] = []
-        for s in chain:
-            for check in s.enqueue_checks():
-                if not any(check == c for c in found):
-                    found.append(check)
+        if self._parent is None:
+            # One scope, so one policy and no chain to walk (asks_on_enqueue, inlined).
+            policy = self._policy
+            asks = getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE
+            if cls.enqueue_checks is _base_enqueue_checks and not custom_add:
+                # The usual case, kept short: the default checks.
+                executor = self._executor
+                validate = None if executor is execute else getattr(executor, "validate", None)
+                checks: tuple[Callable[[Intent], None], ...] = (validate,) if validate is not None else ()
+                if asks:
+                    self._asked = (policy,)
+                    checks = (_on_enqueue_of(policy), *checks)
+                self._checks = checks
+                return checks
+            asked: tuple[Any, ...] = (policy,) if asks else ()
+            _add_distinct(found, self.enqueue_checks())
+        else:
+            chain: list[Scope] = []
+            scope: Scope | None = self
+            while scope is not None:
+                chain.append(scope)
+                scope = scope._parent
+            asked = tuple(p for p in distinct([s._policy for s in chain]) if asks_on_enqueue(p))
+            for s in chain:
+                _add_distinct(found, s.enqueue_checks())
         self._asked = asked
         # Checks marked ``airlock_never_enqueues`` are the library's own and
         # cannot enqueue: without a policy to ask, they run without the guard.
-        self._unguarded = not asked and all(getattr(c, "airlock_never_enqueues", False) for c in found)
+        unguarded = not asked
+        for check in found:  # (a loop, not all(): this runs once per scope)
+            if not getattr(check, "airlock_never_enqueues", False):
+                unguarded = False
+                break
+        self._unguarded = unguarded
+        # Then enqueue runs them and buffers the intent itself, unless the
+        # class changes what happens to an enqueued intent (_add and the
+        # judging methods are class-level hooks, as for a scope without checks).
+        self._inline = (
+            unguarded
+            and not custom_add
+            and cls._judge_and_add is _base_judge_and_add
+            and cls._judge is _base_judge
+        )
         if custom_add:
             # Never empty, so that enqueue always goes through _add.
             found.append(_nothing_to_check)
         # Policies first (innermost first), each looked up when called.
-        resolved = tuple(_on_enqueue_of(p) for p in asked) + tuple(found)
+        resolved = (*[_on_enqueue_of(p) for p in asked], *found) if asked else tuple(found)
         self._checks = resolved
         return resolved
 
@@ -734,6 +756,8 @@ class Scope(Dispatching):
 
 
 _base_add = Scope._add
+_base_judge_and_add = Scope._judge_and_add
+_base_judge = Scope._judge
 _base_dispatch_all = Scope._dispatch_all
 _base_adispatch_all = Scope._adispatch_all
 _base_should_flush = Scope.should_flush
@@ -752,6 +776,16 @@ def _find_seal(buffer: list[Intent]) -> int:
         except IndexError:  # a late enqueue took its intent out meanwhile
             k = len(buffer)
         k -= 1
+
+
+def _add_distinct(found: list[Callable[[Intent], None]], checks: Iterable[Callable[[Intent], None]]) -> None:
+    """Append each of ``checks`` to ``found`` unless an equal one is there already."""
+    for check in checks:
+        for seen in found:
+            if check == seen:
+                break
+        else:
+            found.append(check)
 
 
 def _nothing_to_check(intent: Intent) -> None:

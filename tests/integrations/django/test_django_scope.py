@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 import pytest
@@ -422,3 +423,89 @@ def test_a_policy_enqueuing_from_on_enqueue_is_refused_even_though_the_tie_runs_
             assert airlock.get_current_scope() is s
             assert [i.args for i in s.intents] == [("before",)]
     assert ("sneaky", False) not in ran and ("sneaky", True) not in ran
+
+
+def test_with_one_database_the_flush_rides_the_marker_and_waits_for_the_commit(
+    ran: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A project with one database: no other database to wait for after the
+    # commit, so the flush's callback is registered as it is.
+    from airlock.integrations.django import scope as module
+
+    monkeypatch.setattr(module, "_thread_connections", lambda: (connections["default"],))
+    conn = connections["default"]
+    for outcome in ("commit", "rollback"):
+        try:
+            with transaction.atomic():
+                before, dispatched = len(conn.run_on_commit), len(ran)
+                with airlock.scope() as s:
+                    airlock.enqueue(record, outcome)
+                    with transaction.atomic():
+                        airlock.enqueue(record, f"{outcome}-savepoint")
+                assert s._tie is not None and s._tie.wrappers == (conn,)
+                assert len(ran) == dispatched  # not before the commit
+                names = [getattr(f, "__name__", "") for _, f, *_ in conn.run_on_commit[before:]]
+                assert names == ["airlock_after_commit", "airlock_after_commit"]
+                if outcome == "rollback":
+                    raise Undo
+        except Undo:
+            pass
+    assert labels() == ["commit", "commit-savepoint"]
+
+
+def test_with_one_database_a_flush_outside_the_entry_level_registers_its_own_callback(
+    ran: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airlock.integrations.django import scope as module
+
+    monkeypatch.setattr(module, "_thread_connections", lambda: (connections["default"],))
+    conn = connections["default"]
+    with transaction.atomic():
+        scope = DjangoScope()
+        scope.enter()
+        airlock.enqueue(record, "at entry")
+        with transaction.atomic():
+            # Used imperatively, the root scope flushes one level deeper than
+            # it was entered at, where no marker is pending to ride on.
+            scope.exit()
+            scope.flush()
+            names = [getattr(f, "__name__", "") for _, f, *_ in conn.run_on_commit]
+            assert names == ["airlock_after_commit", "airlock_dispatch_after_commit"]
+        assert ran == []
+    assert labels() == ["at entry"]
+
+
+@pytest.mark.parametrize("outcome", ["commit", "savepoint rollback"])
+def test_a_scope_in_atomic_leaves_no_reference_cycles(outcome: str, ran: list[tuple[str, bool]]) -> None:
+    # Scopes, their intents and the transaction markers are freed when the
+    # unit of work ends, not left to the garbage collector. (Not yet when the
+    # transaction rolls back after the flush: the marker carrying the flush
+    # stays in the on-commit list Django discards, which the scope's tie
+    # still refers to.)
+    def unit() -> None:
+        with transaction.atomic():
+            with airlock.scope():
+                airlock.enqueue(record, "at entry")
+                try:
+                    with transaction.atomic():
+                        airlock.enqueue(record, "in a savepoint")
+                        if outcome == "savepoint rollback":
+                            raise Undo
+                except Undo:
+                    pass
+
+    unit()  # warm up: imports, caches
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        for _ in range(3):
+            unit()
+        connections["default"].__dict__.pop("_airlock_markers", None)  # the last transaction's markers
+        gc.collect()
+        leaked = [type(o).__name__ for o in gc.garbage if type(o).__module__.startswith("airlock")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leaked == [], sorted(set(leaked))

@@ -40,6 +40,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from airlock import Intent, PolicyProtocol, Scope, UsageError, get_current_scope
 from airlock.integrations.executors.sync import sync_executor
 
+from .conf import executor_when_unconfigured
+
 __all__ = ["DjangoScope"]
 
 _get_ident = threading.get_ident
@@ -52,7 +54,7 @@ class _Marker:
     flush too (`callback`), so it stays one registered callback.
     """
 
-    __slots__ = ("connection", "level", "fired", "callback", "fn", "pending", "index")
+    __slots__ = ("connection", "level", "fired", "callback", "index")
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -60,11 +62,11 @@ class _Marker:
         self.fired = False
         self.callback: Callable[[], None] | None = None
         # A bound method (Django's robust-callback logging reads ``__qualname__``),
-        # kept so that the registered entry can be recognised by identity.
-        self.fn = self.airlock_after_commit
-        connection.on_commit(self.fn, robust=True)
-        self.pending = connection.run_on_commit
-        self.index = len(self.pending) - 1
+        # recognised by its ``__self__`` (see alive). Neither it nor the list
+        # it is in is kept on the marker: either would make a reference cycle
+        # (marker -> list -> entry -> method -> marker) left to the garbage collector.
+        connection.on_commit(self.airlock_after_commit, robust=True)
+        self.index = len(connection.run_on_commit) - 1
 
     def airlock_after_commit(self) -> None:
         self.fired = True
@@ -77,11 +79,10 @@ class _Marker:
         if self.fired:
             return True
         pending = self.connection.run_on_commit
-        fn = self.fn
         index = self.index
-        if pending is self.pending and index < len(pending) and pending[index][1] is fn:
+        if index < len(pending) and getattr(pending[index][1], "__self__", None) is self:
             return True  # the usual case: still where it was registered
-        return any(entry[1] is fn for entry in pending)
+        return any(getattr(entry[1], "__self__", None) is self for entry in pending)
 
 
 def _markers(connection: BaseDatabaseWrapper) -> dict[str | None, _Marker]:
@@ -119,13 +120,18 @@ def _register(connection: BaseDatabaseWrapper, callback: Callable[[], None]) -> 
     """
     level = tuple(connection.savepoint_ids)
     depth = len(level)
-    candidates = [
-        m
-        for m in _markers(connection).values()
-        if m.callback is None and not m.fired and m.level[:depth] == level and m.alive()
-    ]
-    if candidates:
-        max(candidates, key=lambda m: m.index).callback = callback
+    latest: _Marker | None = None  # the candidate registered last
+    for m in _markers(connection).values():
+        if (
+            m.callback is None
+            and not m.fired
+            and m.level[:depth] == level
+            and m.alive()
+            and (latest is None or m.index > latest.index)
+        ):
+            latest = m
+    if latest is not None:
+        latest.callback = callback
     else:
         connection.on_commit(callback, robust=True)
 
@@ -140,36 +146,46 @@ class _TieToTransactions:
 
     The check of a root [`DjangoScope`][airlock.integrations.django.scope.DjangoScope] entered inside ``atomic()`` knows
     that scope's entry levels: an intent made at one of them needs no
-    condition (the flush registers at that level), and is only noted on the
-    scope. One instance per scope (it lives and dies with it); equal to any
-    other instance, so nested DjangoScopes run the check once.
+    condition (the flush registers at that level), and is only noted here
+    (`noted`). One instance per scope (it lives and dies with it, and does not
+    refer back to it: no reference cycle to leave to the garbage collector);
+    equal to any other instance, so nested DjangoScopes run the check once.
     """
 
-    __slots__ = ("thread", "wrappers", "last", "scope", "levels", "others", "entry")
+    __slots__ = ("thread", "wrappers", "last", "levels", "others", "entry", "noted", "markers")
     airlock_never_enqueues = True  # the core may run it without its policy-callback guard
 
-    def __init__(self, scope: DjangoScope | None = None) -> None:
+    def __init__(self, at_entry: bool = False) -> None:
         self.thread = 0
         self.wrappers: tuple[BaseDatabaseWrapper, ...] = ()
         # (meta before, condition, meta after) of the last intent tied here: the
         # next intent made at the same level shares the result instead of
         # building its own (metadata is never mutated, only replaced).
         self.last: tuple[Any, Any, Any] = (None, None, None)
-        self.scope = scope
         self.levels: tuple[tuple[Any, Any, Any], ...] = ()  # (connection, savepoint id or None, pending list)
         self.others: tuple[BaseDatabaseWrapper, ...] = ()  # this thread's other connections
         self.entry: dict[int, tuple[Any, Any]] = {}
-        if scope is not None:
+        self.noted: list[Intent] = []  # the intents made at the entry levels (left untied)
+        self.markers: tuple[_Marker, ...] = ()  # those levels' markers, from the first noted intent on
+        if at_entry:
             self.thread = _get_ident()
-            self.wrappers = _thread_connections()
-            levels = [
-                (c, c.savepoint_ids[-1] if c.savepoint_ids else None, c.run_on_commit)
-                for c in self.wrappers
-                if c.in_atomic_block
-            ]
-            self.levels = tuple(levels)
-            self.others = tuple(c for c in self.wrappers if all(c is not e[0] for e in levels))
-            self.entry = {id(c): (key, pending) for c, key, pending in levels}
+            self.wrappers = wrappers = _thread_connections()
+            levels = []
+            others = []
+            entry = {}
+            for c in wrappers:
+                if c.in_atomic_block:
+                    ids = c.savepoint_ids
+                    key = ids[-1] if ids else None
+                    pending = c.run_on_commit
+                    levels.append((c, key, pending))
+                    entry[id(c)] = (key, pending)
+                else:
+                    others.append(c)
+            if levels:
+                self.levels = tuple(levels)
+                self.others = tuple(others)
+                self.entry = entry
 
     def __eq__(self, other: object) -> bool:
         return type(other) is _TieToTransactions
@@ -177,8 +193,10 @@ class _TieToTransactions:
     def __hash__(self) -> int:
         return hash(_TieToTransactions)
 
-    def __call__(self, intent: Intent) -> None:
+    def check(self, intent: Intent) -> None:
+        """The check; a root scope's runs as this bound method (cheaper to call than the instance)."""
         levels = self.levels
+        at_entry = False
         if levels and self.thread == _get_ident():
             # The lean path: still at the level the scope was entered at, on
             # every database, and no other block open?
@@ -191,37 +209,48 @@ class _TieToTransactions:
             else:
                 others = self.others
                 if not (others and any(c.in_atomic_block for c in others)):
-                    scope: Any = self.scope
-                    noted = scope._at_entry
-                    if noted is not None:
-                        noted.append(intent)
+                    noted = self.noted
+                    if noted:
+                        noted.append(intent)  # the usual case
+                        return
+                    at_entry = True  # the first: noted below
+        if not at_entry:
+            if self.thread != _get_ident():
+                self.thread = _get_ident()
+                self.wrappers = _thread_connections()
+            entry = self.entry
+            for connection in self.wrappers:
+                if connection.in_atomic_block:
+                    if entry:
+                        level = entry.get(id(connection))
+                        if level is not None and level[1] is connection.run_on_commit:
+                            ids = connection.savepoint_ids
+                            if (ids[-1] if ids else None) == level[0]:
+                                at_entry = True
+                                continue
+                    alive = _marker_for(connection).alive
+                    before, condition, after = self.last
+                    meta = intent._meta
+                    if meta is before and condition == alive:
+                        intent._meta = after
                     else:
-                        scope._note_at_entry(intent)
-                    return
-        if self.thread != _get_ident():
-            self.thread = _get_ident()
-            self.wrappers = _thread_connections()
-        entry = self.entry
-        at_entry = False
-        for connection in self.wrappers:
-            if connection.in_atomic_block:
-                if entry:
-                    level = entry.get(id(connection))
-                    if level is not None and level[1] is connection.run_on_commit:
-                        ids = connection.savepoint_ids
-                        if (ids[-1] if ids else None) == level[0]:
-                            at_entry = True
-                            continue
-                alive = _marker_for(connection).alive
-                before, condition, after = self.last
-                meta = intent._meta
-                if meta is before and condition == alive:
-                    intent._meta = after
-                else:
-                    intent.add_condition(alive)
-                    self.last = (meta, alive, intent._meta)
+                        intent.add_condition(alive)
+                        self.last = (meta, alive, intent._meta)
         if at_entry:
-            self.scope._note_at_entry(intent)  # type: ignore[union-attr]
+            noted = self.noted
+            if not noted:
+                # What the flush asks if the scope outlived its level (used
+                # imperatively): did that level commit or roll back?
+                markers = []
+                for connection, _, _ in levels:
+                    markers.append(_marker_for(connection))
+                self.markers = tuple(markers)
+            noted.append(intent)
+
+    __call__ = check  # the same function: called as the instance (nested scopes), no extra frame
+
+
+_TieToTransactions.check.airlock_never_enqueues = True  # type: ignore[attr-defined]  # read through the bound method
 
 
 def _has_marker(intent: Intent) -> bool:
@@ -234,7 +263,10 @@ def _has_marker(intent: Intent) -> bool:
 
 def _thread_connections() -> tuple[BaseDatabaseWrapper, ...]:
     """This thread's connection objects, one per alias (made if needed: cheap, no database call)."""
-    return tuple(connections[alias] for alias in connections)
+    found = []
+    for alias in connections:  # (a loop: no generator frame; this runs once per scope)
+        found.append(connections[alias])
+    return tuple(found)
 
 
 def _in_atomic(
@@ -269,8 +301,6 @@ class DjangoScope(Scope):
     __slots__ = ("_using",)
     _transaction_bound_only = False
     _tie: _TieToTransactions | None = None  # a root scope's check, when entered inside atomic()
-    _entry_markers: tuple[_Marker, ...] = ()
-    _at_entry: list[Intent] | None = None  # the intents made at those levels (left untied)
 
     def __init__(
         self,
@@ -288,8 +318,6 @@ class DjangoScope(Scope):
                 f"DATABASES defines: {', '.join(connections.settings)}"
             )
         if executor is None:
-            from .conf import executor_when_unconfigured
-
             executor = executor_when_unconfigured()
         self._using = using
         super().__init__(policy, executor=executor, origin=origin)
@@ -300,12 +328,12 @@ class DjangoScope(Scope):
         return self._using
 
     def enqueue_checks(self) -> Iterable[Callable[[Intent], None]]:
-        yield from super().enqueue_checks()
         tie = self._tie
         if tie is not None and get_current_scope() is self:
-            yield tie  # knows this root scope's own atomic() level
-        else:
-            yield _TieToTransactions()  # called with the intent only
+            # This root scope's own, which knows its atomic() level. Nothing
+            # else can be in its chain, so it needs no equality with other ties.
+            return (*super().enqueue_checks(), tie.check)
+        return (*super().enqueue_checks(), _TieToTransactions())  # called with the intent only
 
     def enter(self) -> Scope:
         super().enter()
@@ -314,43 +342,18 @@ class DjangoScope(Scope):
             # ``with`` block cannot outlive it), where the one on-commit
             # registration of the flush already follows the block's fate: its
             # intents made at that very level need no condition of their own.
-            tie = _TieToTransactions(self)
+            tie = _TieToTransactions(at_entry=True)
             if tie.levels:
                 self._tie = tie
         return self
 
     __enter__ = enter
 
-    def _note_at_entry(self, intent: Intent) -> None:
-        at_entry = self._at_entry
-        if at_entry is None:
-            at_entry = self._at_entry = []
-            # What the flush asks if the scope outlived its level (used
-            # imperatively): did that level commit or roll back?
-            self._entry_markers = tuple(_marker_for(e[0]) for e in self._tie.levels)  # type: ignore[union-attr]
-        at_entry.append(intent)
-
     def _tied(self, intents: list[Intent]) -> list[bool]:
         """For each intent, whether it was made inside a transaction."""
-        at_entry = {id(i) for i in self._at_entry} if self._at_entry else set()
+        tie = self._tie
+        at_entry = {id(i) for i in tie.noted} if tie is not None and tie.noted else set()
         return [_has_marker(i) or id(i) in at_entry for i in intents]
-
-    def _entry_rolled_back(self) -> bool:
-        """Whether the level this root scope was entered at has rolled back (only asked if it has ended)."""
-        entry = self._tie.entry if self._tie is not None else {}
-        for marker in self._entry_markers:
-            connection = marker.connection
-            level = entry[id(connection)]
-            ids = connection.savepoint_ids
-            if not (
-                connection.in_atomic_block
-                and connection.run_on_commit is level[1]
-                and (ids[-1] if ids else None) == level[0]
-            ):
-                break
-        else:
-            return False  # still open, the usual case: the flush's registration follows it
-        return not all(marker.alive() for marker in self._entry_markers)
 
     def schedule_dispatch(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (this flush's dispatch) when the data it follows is committed.
@@ -376,13 +379,31 @@ class DjangoScope(Scope):
                 )
             callback()
             return
-        _register(waiting[0], _after_every_commit(callback, self._using, waiting[0], wrappers))
+        waited = waiting[0]
+        if wrappers is None or len(wrappers) > 1:
+            # Another database of this thread may still be inside atomic()
+            # when this one commits (with one database, nothing to ask then).
+            callback = _after_every_commit(callback, self._using, waited, wrappers)
+        _register(waited, callback)
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
-        at_entry = self._at_entry
-        if at_entry and self._entry_rolled_back():
-            void = {id(intent) for intent in at_entry}
-            intents = [intent for intent in intents if id(intent) not in void]
+        tie = self._tie
+        if tie is not None and tie.noted:
+            # The intents made at this root scope's entry levels carry no
+            # condition: while those levels are open (the usual case) the
+            # registration below follows them; if the scope outlived them
+            # (used imperatively), they are void if one of them rolled back.
+            for connection, key, pending in tie.levels:
+                ids = connection.savepoint_ids
+                if not (
+                    connection.in_atomic_block
+                    and connection.run_on_commit is pending
+                    and (ids[-1] if ids else None) == key
+                ):
+                    if not all(marker.alive() for marker in tie.markers):
+                        void = {id(intent) for intent in tie.noted}
+                        intents = [intent for intent in intents if id(intent) not in void]
+                    break
         if self._transaction_bound_only:
             intents = [intent for intent, tied in zip(intents, self._tied(intents), strict=True) if tied]
         if not intents:
@@ -454,6 +475,7 @@ def _after_every_commit(
     first: str,
     waited: BaseDatabaseWrapper,
     wrappers: tuple[BaseDatabaseWrapper, ...] | None,
+    done: list[BaseDatabaseWrapper] | None = None,
 ) -> Callable[[], None]:
     """``callback``, deferred again while another database of this thread is still in ``atomic()``.
 
@@ -461,8 +483,10 @@ def _after_every_commit(
     again (under ``captureOnCommitCallbacks(execute=True)`` the callbacks run
     while its block is still open). ``wrappers``: this thread's connections,
     when already known (on-commit callbacks run on the thread that registered them).
+    ``done``: the connections already waited for (shared by the re-registrations).
     """
-    done = [waited]
+    if done is None:
+        done = [waited]
 
     def airlock_dispatch_after_commit() -> None:
         others = [c for c in (wrappers if wrappers is not None else _thread_connections()) if c is not waited]
@@ -472,7 +496,9 @@ def _after_every_commit(
         waiting = [c for c in _in_atomic(first) if all(c is not d for d in done)]
         if waiting:
             done.append(waiting[0])
-            _register(waiting[0], airlock_dispatch_after_commit)
+            # A new closure, not this one: registering itself from inside
+            # would make it refer to itself, a cycle left to the garbage collector.
+            _register(waiting[0], _after_every_commit(callback, first, waited, wrappers, done))
         else:
             callback()
 
