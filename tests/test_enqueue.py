@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from unittest import mock
+
 import pytest
 
 import airlock
@@ -290,6 +292,24 @@ def test_an_overridden_judge_still_judges_with_own_checks() -> None:
         airlock.enqueue(print, _name="a")
         assert not s._inline
     assert judged == ["a"] and [name for name, _ in seen] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("hook", "with_checks"),
+    [("_add", True), ("_judge", True), ("_judge_and_add", True), ("_add", False)],
+)
+def test_a_hook_patched_on_one_scope_instance_sees_every_intent(hook: str, with_checks: bool) -> None:
+    # mock.patch.object(scope, ...) sets the hook on the instance: the inline paths must see it.
+    # (_add is the hook every intent passes through; the judging ones run when there are checks.)
+    seen: list[tuple[str, object]] = []
+    scope = _checking(seen)() if with_checks else airlock.Scope()
+    rec = Recorder()
+    with mock.patch.object(scope, hook, wraps=getattr(scope, hook)) as spy, scope:
+        airlock.enqueue(rec.task("a"))
+        airlock.enqueue(rec.task("b"))
+        assert [c.args[0].name for c in spy.call_args_list] == ["a", "b"]
+        assert [i.name for i in scope.intents] == ["a", "b"]
+    assert rec.names == ["a", "b"]
 
 
 def test_a_check_not_marked_as_the_librarys_runs_under_the_judging_guard() -> None:

@@ -514,14 +514,15 @@ class Scope(Dispatching):
 
     def _resolve_checks(self) -> tuple[Callable[[Intent], None], ...]:
         """What every enqueue into this scope runs (worked out at the first one)."""
-        cls = type(self)
-        custom_add = cls._add is not _base_add
+        # Hooks are looked up on the instance (a test may patch one on this very
+        # scope), once per scope: here, at its first enqueue.
+        custom_add = not _is_default(self, self._add, _base_add)
         found: list[Callable[[Intent], None]] = []
         if self._parent is None:
             # One scope, so one policy and no chain to walk (asks_on_enqueue, inlined).
             policy = self._policy
             asks = getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE
-            if cls.enqueue_checks is _base_enqueue_checks and not custom_add:
+            if _is_default(self, self.enqueue_checks, _base_enqueue_checks) and not custom_add:
                 # The usual case, kept short: the default checks.
                 executor = self._executor
                 validate = None if executor is execute else getattr(executor, "validate", None)
@@ -551,14 +552,13 @@ class Scope(Dispatching):
                 unguarded = False
                 break
         self._unguarded = unguarded
-        # Then enqueue runs them and buffers the intent itself, unless the
-        # class changes what happens to an enqueued intent (_add and the
-        # judging methods are class-level hooks, as for a scope without checks).
+        # Then enqueue runs them and buffers the intent itself, unless this
+        # scope changes what happens to an enqueued intent (_add or the judging methods).
         self._inline = (
             unguarded
             and not custom_add
-            and cls._judge_and_add is _base_judge_and_add
-            and cls._judge is _base_judge
+            and _is_default(self, self._judge_and_add, _base_judge_and_add)
+            and _is_default(self, self._judge, _base_judge)
         )
         if custom_add:
             # Never empty, so that enqueue always goes through _add.
@@ -776,6 +776,12 @@ def _find_seal(buffer: list[Intent]) -> int:
         except IndexError:  # a late enqueue took its intent out meanwhile
             k = len(buffer)
         k -= 1
+
+
+def _is_default(scope: Scope, bound: Any, base: Callable[..., Any]) -> bool:
+    """Whether ``bound`` (a hook read on ``scope``) is ``base`` bound to ``scope``: neither
+    overridden by its class nor set on the instance."""
+    return getattr(bound, "__func__", None) is base and getattr(bound, "__self__", None) is scope
 
 
 def _add_distinct(found: list[Callable[[Intent], None]], checks: Iterable[Callable[[Intent], None]]) -> None:
