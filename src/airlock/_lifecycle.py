@@ -781,7 +781,10 @@ def _find_seal(buffer: list[Intent]) -> int:
 def _is_default(scope: Scope, bound: Any, base: Callable[..., Any]) -> bool:
     """Whether ``bound`` (a hook read on ``scope``) is ``base`` bound to ``scope``: neither
     overridden by its class nor set on the instance."""
-    return getattr(bound, "__func__", None) is base and getattr(bound, "__self__", None) is scope
+    try:
+        return bound.__func__ is base and bound.__self__ is scope
+    except AttributeError:  # not a bound method: something set on the instance
+        return False
 
 
 def _add_distinct(found: list[Callable[[Intent], None]], checks: Iterable[Callable[[Intent], None]]) -> None:
