@@ -51,9 +51,10 @@ WRITER = """
 import sys, time, pathlib
 import django
 django.setup()
-from django.db import transaction
+from django.db import connection, transaction
 import airlock
 from airlock.outbox.django import DjangoOutboxScope
+from airlock.outbox.django.models import OutboxKey
 from outbox_support import record
 label, inserted, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 with transaction.atomic():
@@ -61,9 +62,15 @@ with transaction.atomic():
     with airlock.scope(_cls=DjangoOutboxScope):
         airlock.enqueue(record, 0, label=label, _dispatch_options={"outbox_ordering_key": "customer:1"})
     inserted.touch()  # the row is inserted (and, with the key lock, the key is held)
+    with connection.cursor() as cursor:
+        # How many transactions have taken the key, this one included. It holds the key's
+        # lock until it commits, so this is its place in commit order among the key's
+        # writers (a clock read after the commit could race with the other process's).
+        cursor.execute(f"SELECT writes FROM {OutboxKey._meta.db_table} WHERE ordering_key = %s", ["customer:1"])
+        place = cursor.fetchone()[0]
     while not go.exists():
         time.sleep(0.02)
-print(time.monotonic_ns(), flush=True)  # committed
+print(place, flush=True)  # committed
 """
 
 
@@ -100,7 +107,7 @@ def test_ordering_key_follows_commit_order_across_django_processes(
             if proc is not None and proc.poll() is None:
                 proc.kill()
     assert a.returncode == 0 and b.returncode == 0, a_err + b_err
-    commit_order = [label for _, label in sorted([(int(a_out), "A"), (int(b_out), "B")])]
+    commit_order = [label for _, label in sorted([(int(a_out), "A"), (int(b_out), "B")])]  # by place
     assert commit_order == ["A", "B"]  # B waited on the key's lock until A committed
     relay = start_relay(django_db_url, tmp_path, 0, "--until-idle", "--executor", "outbox_support.log_label")
     assert relay.wait(timeout=60) == 0
