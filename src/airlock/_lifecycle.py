@@ -34,7 +34,6 @@ from ._errors import ScopeStateError, UsageError
 from ._intent import Intent, _Meta
 from ._judge import (
     _ALLOWS_EVERYTHING,
-    _NOOP_ON_ENQUEUE,
     asks_on_enqueue,
     checked_subsequence,
     distinct,
@@ -519,9 +518,9 @@ class Scope(Dispatching):
         custom_add = not _is_default(self, self._add, _base_add)
         found: list[Callable[[Intent], None]] = []
         if self._parent is None:
-            # One scope, so one policy and no chain to walk (asks_on_enqueue, inlined).
+            # One scope, so one policy and no chain to walk.
             policy = self._policy
-            asks = getattr(getattr(policy, "on_enqueue", None), "__func__", None) is not _NOOP_ON_ENQUEUE
+            asks = asks_on_enqueue(policy)
             if _is_default(self, self.enqueue_checks, _base_enqueue_checks) and not custom_add:
                 # The usual case, kept short: the default checks.
                 executor = self._executor

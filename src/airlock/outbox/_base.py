@@ -13,7 +13,6 @@ that transaction stands at flush (`_where()`) and how rows are written
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -22,31 +21,15 @@ from .._intent import Intent
 from .._lifecycle import Scope
 from .._protocols import Policy
 from ._carriers import capture_context
+from ._model import new_ids
 from ._serialize import Payload, serialize_intent
 from ._sql import Row
 
-__all__ = ["BaseOutboxScope", "new_ids"]
+__all__ = ["BaseOutboxScope"]
 
 #: Where the transaction an intent was made in stands, as `BaseOutboxScope._where()` answers.
 OPEN: Final = "open"  # still open (or none yet): the row is written in it now
 COMMITTED: Final = "committed"  # committed without the row: it can no longer be written in it
-
-
-# The UUID variant character (bits 10xx, RFC 9562) for each random hex digit in its place.
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def new_ids(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs as strings: the rows' ids, their idempotency keys.
-
-    From one ``os.urandom`` call, formatted here: ``str(uuid.uuid4())`` per row
-    costs five times as much, a noticeable part of a ten-row flush.
-    """
-    h = os.urandom(16 * n).hex()
-    return [
-        f"{h[k : k + 8]}-{h[k + 8 : k + 12]}-4{h[k + 13 : k + 16]}-{_VARIANT[h[k + 16]]}{h[k + 17 : k + 20]}-{h[k + 20 : k + 32]}"
-        for k in range(0, 32 * n, 32)
-    ]
 
 
 class BaseOutboxScope(Scope):
@@ -165,9 +148,9 @@ class BaseOutboxScope(Scope):
         """The new rows of ``intents`` (``(id, *payload)``), and what `stored` will list of them."""
         entries = [(intent, *self._entry(intent)) for intent in intents]
         late = []
-        open_tie = None  # intents made in one transaction share their tie: ask once per tie
+        open_tie = None  # the intents of one transaction share their tie: ask once per run of it
         for intent, _, tie in entries:
-            if tie is not open_tie or tie is None:
+            if tie is None or tie is not open_tie:
                 if self._where(tie) == COMMITTED:
                     late.append(intent)
                     continue

@@ -7,6 +7,7 @@ SQLAlchemy, the SQLAlchemy storage without Django.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -20,6 +21,7 @@ __all__ = [
     "Failure",
     "OutboxStatus",
     "OutboxStorage",
+    "new_ids",
     "utcnow",
 ]
 
@@ -37,6 +39,23 @@ STATES = (PENDING, INFLIGHT, DONE, DEAD)
 def utcnow() -> dt.datetime:
     """Naive UTC "now", the one clock every outbox timestamp is written in."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# The UUID variant character (bits 10xx, RFC 9562) for each random hex digit in its place.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as strings: the rows' ids, their idempotency keys.
+
+    From one ``os.urandom`` call, formatted here: ``str(uuid.uuid4())`` per row
+    costs five times as much, a noticeable part of a ten-row flush.
+    """
+    h = os.urandom(16 * n).hex()
+    return [
+        f"{h[k : k + 8]}-{h[k + 8 : k + 12]}-4{h[k + 13 : k + 16]}-{_VARIANT[h[k + 16]]}{h[k + 17 : k + 20]}-{h[k + 20 : k + 32]}"
+        for k in range(0, 32 * n, 32)
+    ]
 
 
 class ClaimedRow(NamedTuple):

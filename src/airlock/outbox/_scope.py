@@ -19,7 +19,7 @@ from .._lifecycle import _EXITED
 from .._protocols import Policy
 from ._base import COMMITTED, OPEN, BaseOutboxScope
 from ._model import utcnow
-from ._sql import COLUMNS, Row, as_dicts, multirow_inserts, postgres_insert
+from ._sql import COLUMNS, Row, as_dicts, multirow_inserts, ordering_keys, postgres_insert
 from ._table import keys_table
 from ._table import table as default_table
 
@@ -31,7 +31,6 @@ except ImportError:  # pragma: no cover - exercised only without greenlet
 __all__ = ["OutboxScope"]
 
 _STATE_KEY = "airlock_outbox"
-_KEY = COLUMNS.index("ordering_key")  # where a Row holds its ordering key
 
 
 class _Tie:
@@ -279,9 +278,9 @@ class OutboxScope(BaseOutboxScope):
         table = self._table
         dialect = self._session.get_bind().dialect
         statements: list[tuple[Any, Any, bool]] = []
-        keys = sorted({row[_KEY] for row in rows if row[_KEY] is not None})
+        keys = ordering_keys(rows)
         if keys:
-            # Lock each key (sorted: no deadlock between two flushes) until this transaction ends.
+            # Lock each key until this transaction ends.
             # One execution per key: some drivers' executemany (PyMySQL's) rewrites an
             # INSERT ... ON DUPLICATE KEY UPDATE and loses the update's own parameter.
             upsert = _upsert_keys(keys_table(table), dialect.name)

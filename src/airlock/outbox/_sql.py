@@ -27,6 +27,7 @@ __all__ = [
     "Row",
     "as_dicts",
     "multirow_inserts",
+    "ordering_keys",
     "postgres_insert",
     "postgres_relay_settings",
 ]
@@ -42,7 +43,14 @@ ROWS_PER_STATEMENT = 500  # 12 parameters each: within every driver's limit
 #: A new row's own values, in `COLUMNS` order: ``(id, *Payload)``.
 Row = tuple[Any, ...]
 _PER_ROW = len(COLUMNS) - 3
+_KEY = COLUMNS.index("ordering_key")  # where a Row holds its ordering key
 _NAMES = ", ".join(f"c{i}" for i in range(_PER_ROW))
+
+
+def ordering_keys(rows: Sequence[Row]) -> list[str]:
+    """The distinct ordering keys of ``rows``, sorted: the order a flush locks them in (no deadlock
+    between two flushes)."""
+    return sorted({row[_KEY] for row in rows if row[_KEY] is not None})
 
 
 def postgres_insert(

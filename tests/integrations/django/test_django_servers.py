@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from integrations.web_apps.server import free_port
 from services import require_service
 
 HERE = Path(__file__).resolve().parent
@@ -61,12 +62,6 @@ def project_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _command(server: str, port: int) -> list[str]:
     if server == "uvicorn":
         return [
@@ -94,7 +89,7 @@ def _command(server: str, port: int) -> list[str]:
 @pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
 def server(request: pytest.FixtureRequest, project_env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """A running server process: ``(name, port)``. Stopped at the end of the module, even on failure."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(_command(request.param, port), env=project_env, cwd=HERE)
     try:
         deadline = time.monotonic() + WAIT

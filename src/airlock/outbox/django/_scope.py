@@ -16,7 +16,7 @@ with requires("django"):
 from ..._intent import Intent
 from ..._protocols import Policy
 from .._base import COMMITTED, OPEN, BaseOutboxScope
-from .._sql import COLUMNS, Row, multirow_inserts, postgres_insert
+from .._sql import Row, multirow_inserts, ordering_keys, postgres_insert
 
 __all__ = ["DjangoOutboxScope"]
 
@@ -25,7 +25,6 @@ _INSERTED = (
     "outbox_id", "task", "name", "args", "kwargs", "options", "ordering_key", "origin", "context", "state",
     "attempts", "created_at",
 )  # fmt: skip
-_KEY = COLUMNS.index("ordering_key")  # where a Row holds its ordering key
 
 
 class _Marker:
@@ -146,11 +145,11 @@ class DjangoOutboxScope(BaseOutboxScope):
             inserts = [postgres_insert(table, columns, rows, created, OutboxRow._meta.db_table)]
         else:
             inserts = list(multirow_inserts(table, columns, "%s", rows, created))
-        keys = sorted({row[_KEY] for row in rows if row[_KEY] is not None})
+        keys = ordering_keys(rows)
         with transaction.atomic(using=self._using), connection.cursor() as cursor:
             # A savepoint if a transaction is open, else a transaction of its own.
             if keys:
-                # Lock each key (sorted) until the transaction ends: rows of one key are numbered in commit order.
+                # Lock each key until the transaction ends: rows of one key are numbered in commit order.
                 keys_table = quote(OutboxKey._meta.db_table)
                 for key in keys:
                     if connection.vendor == "mysql":
