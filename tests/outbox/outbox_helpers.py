@@ -90,11 +90,7 @@ class TcpProxy:
             self._server.close()
             self._server = None
         for conn in self._conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
+            self._cut(conn)
         self._conns.clear()
 
     def _accept(self, server: Any) -> None:
@@ -111,12 +107,29 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            if self._server is not server:  # taken down meanwhile: an outage refuses it
+                for s in (client, upstream):
+                    self._cut(s)
+                return
             self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: Any, dst: Any) -> None:
+    def _cut(sock: Any) -> None:
+        """End a proxied connection for both ends. shutdown() first: close() alone leaves the
+        connection open while the other direction's thread is blocked in recv() on it, and
+        the database would keep that session (and its locks) after the client is gone."""
+        import socket
+
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    @classmethod
+    def _pipe(cls, src: Any, dst: Any) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -124,7 +137,4 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+                cls._cut(s)
