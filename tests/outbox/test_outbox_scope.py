@@ -182,23 +182,26 @@ def test_ordering_key_is_stored_apart_from_options(storage: SQLAlchemyStorage) -
 
 
 def test_rows_keep_enqueue_order_and_every_value(storage: SQLAlchemyStorage) -> None:
-    # 1,201 rows: PostgreSQL writes them in one statement, the others in 500-row chunks;
-    # each row must come back with its own values, in enqueue order (seq), with a UUID4 id.
+    # 1,201 rows: PostgreSQL writes them in one statement (as one JSON document), the others in
+    # 500-row chunks; each row must come back with its own values, in enqueue order (seq), with
+    # a UUID4 id. The values hold what an encoding could garble: quotes, backslashes, non-ASCII,
+    # a character outside the BMP, and a NUL inside an argument (stored escaped, in JSON).
     n = 1201
+    odd = "é\x00\\\"'🙂"
     with Session(storage.engine) as session, session.begin():
-        with outbox(session, storage, origin="orders") as scope:
+        with outbox(session, storage, origin="orders/ü") as scope:
             for i in range(n):
-                options = {ORDERING_KEY_OPTION: f"k{i % 3}"} if i % 100 == 0 else None
-                airlock.enqueue(record, i, label=f"é{i}", _name=f"n{i}", _dispatch_options=options)
+                options = {ORDERING_KEY_OPTION: f"k{i % 3}ß"} if i % 100 == 0 else None
+                airlock.enqueue(record, i, label=f"{odd}{i}", _name=f"n{i}€", _dispatch_options=options)
     stored = rows(storage)
     assert [r["id"] for r in stored] == scope.stored_ids and len(set(scope.stored_ids)) == n
     assert all(uuid.UUID(r["id"]).version == 4 and str(uuid.UUID(r["id"])) == r["id"] for r in stored)
     assert [json.loads(r["args"]) for r in stored] == [[i] for i in range(n)]
-    assert [json.loads(r["kwargs"]) for r in stored] == [{"label": f"é{i}"} for i in range(n)]
-    assert [r["name"] for r in stored] == [f"n{i}" for i in range(n)]
-    assert [r["ordering_key"] for r in stored] == [f"k{i % 3}" if i % 100 == 0 else None for i in range(n)]
-    assert {(r["state"], r["attempts"], r["origin"], r["task"]) for r in stored} == {
-        ("pending", 0, "orders", "outbox_support:record")
+    assert [json.loads(r["kwargs"]) for r in stored] == [{"label": f"{odd}{i}"} for i in range(n)]
+    assert [r["name"] for r in stored] == [f"n{i}€" for i in range(n)]
+    assert [r["ordering_key"] for r in stored] == [f"k{i % 3}ß" if i % 100 == 0 else None for i in range(n)]
+    assert {(r["state"], r["attempts"], r["origin"], r["task"], r["options"]) for r in stored} == {
+        ("pending", 0, "orders/ü", "outbox_support:record", None)
     }
     assert len({r["created_at"] for r in stored}) == 1 and stored[0]["created_at"] is not None
 
@@ -241,6 +244,7 @@ class NotJson:
             {ORDERING_KEY_OPTION: "k\udc80"},
             r"dispatch option 'outbox_ordering_key' .* cannot be encoded",
         ),
+        ((1,), {}, {ORDERING_KEY_OPTION: "k\x00"}, r"'outbox_ordering_key' holds a NUL character"),
     ],
 )
 def test_unstorable_arguments_fail_at_enqueue(
@@ -303,6 +307,17 @@ def test_surrogate_in_origin_fails_at_enqueue(tmp_path: Any) -> None:
     with Session(storage.engine) as session, airlock.scope(_cls=OutboxScope, session=session):
         with pytest.raises(OutboxSerializationError, match=r"record: the origin holds a string that cannot"):
             airlock.enqueue(record, 1, _origin="/orders/\udcff")
+
+
+@pytest.mark.parametrize("where", ["_origin", "_name"])
+def test_nul_in_a_text_column_fails_at_enqueue(tmp_path: Any, where: str) -> None:
+    # The name and origin are stored as they are (not inside JSON, which escapes a NUL):
+    # no database's text column holds a NUL, so the flush would fail at commit.
+    storage = SQLAlchemyStorage.from_url(f"sqlite:///{tmp_path / 'o.db'}")
+    with Session(storage.engine) as session, airlock.scope(_cls=OutboxScope, session=session) as scope:
+        with pytest.raises(OutboxSerializationError, match=r"holds a NUL character"):
+            airlock.enqueue(record, 1, **{where: "a\x00b"})
+        assert scope.intents == []
 
 
 MAIN_SCRIPT = """

@@ -149,6 +149,17 @@ def _check_text(text: str | None, what: str, intent: Intent) -> None:
             ) from None
 
 
+def _check_column(text: str | None, what: str, intent: Intent) -> None:
+    """`_check_text`, for a string stored as it is in its own column (not inside JSON, which
+    escapes a NUL): a NUL character, which no database's text column takes, is refused too."""
+    if text is not None and "\x00" in text:
+        raise OutboxSerializationError(
+            f"the outbox cannot store {intent.name!r}: {what} holds a NUL character (\\x00), "
+            "which no database text column can hold"
+        )
+    _check_text(text, what, intent)
+
+
 def _plain(values: Any) -> bool:
     """Whether every value is one JSON keeps exactly as it is, without a round trip to prove it
     (str, int, bool, None, a finite float): the common case, checked with no call per value."""
@@ -222,14 +233,14 @@ def serialize_intent(intent: Intent, refs: dict[int, tuple[object, str]] | None 
                     f"the outbox cannot store {intent.name}: dispatch option {ORDERING_KEY_OPTION!r} must be "
                     f"a non-empty string of at most 200 characters, got {key!r}"
                 )
-            _check_text(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
+            _check_column(key, f"dispatch option {ORDERING_KEY_OPTION!r}", intent)
             ordering_key = key
         if options:
             options_text = _group(options, _option, intent)
     name = intent.name
     origin = intent.origin
-    _check_text(name, "the name", intent)
-    _check_text(origin, "the origin", intent)
+    _check_column(name, "the name", intent)
+    _check_column(origin, "the origin", intent)
     # The name column holds 200 characters: a longer name is stored cut (it only labels the row).
     return Payload(ref, name[:200], args_text, kwargs_text, options_text, ordering_key, origin)
 
