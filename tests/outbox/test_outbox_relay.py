@@ -199,6 +199,52 @@ def test_late_finish_of_a_stale_claim_changes_nothing(storage: SQLAlchemyStorage
     assert states(storage)[row_id][0] == "done"
 
 
+def test_relay_on_an_engine_with_a_schema_translate_map(pg_storage: SQLAlchemyStorage) -> None:
+    # The PostgreSQL claim and record are compiled once and run as driver SQL: the engine's
+    # schema_translate_map must still apply. The table lives only in a schema of its own,
+    # so an unapplied map would send the relay to a table that does not exist.
+    from sqlalchemy import text
+
+    schema = f"{pg_storage.table.name}_schema"
+    with pg_storage.engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        engine = pg_storage.engine.execution_options(schema_translate_map={None: schema})
+        translated = SQLAlchemyStorage(engine, f"{pg_storage.table.name}_t")
+        translated.create_table()
+        ids = store(translated, (record, 1), (record, 2))
+        assert relay(translated).run_once() == 2
+        assert outbox_support.seen == [(1, ""), (2, "")]
+        assert {states(translated)[i][0] for i in ids} == {"done"}
+    finally:
+        with pg_storage.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def test_a_statement_compiled_once_takes_new_values_in_the_driver_paramstyle(tmp_path: Any) -> None:
+    from sqlalchemy import bindparam, literal, select
+
+    from airlock.outbox._storage import _Compiled, engine_from_url
+
+    engine = engine_from_url(f"sqlite:///{tmp_path / 'c.db'}")  # qmark: positional parameters
+    try:
+        statement = select(
+            bindparam("b", None, required=False), literal("fixed"), bindparam("a", None, required=False)
+        )
+        compiled = _Compiled(statement, engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(compiled.sql, compiled.params(a=1, b=2)).one() == (2, "fixed", 1)
+            assert conn.exec_driver_sql(compiled.sql, compiled.params(a="x", b="y")).one() == (
+                "y",
+                "fixed",
+                "x",
+            )
+        with pytest.raises(KeyError, match="no parameter 'c'"):
+            compiled.params(c=3)
+    finally:
+        engine.dispose()
+
+
 def test_stop_finishes_the_batch_in_hand(storage: SQLAlchemyStorage) -> None:
     store(storage, *[(record, n) for n in range(6)])
     holder: list[Relay] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..integrations._extras import requires
@@ -273,8 +273,9 @@ class OutboxScope(BaseOutboxScope):
                 captured.pop(key, None)
         self._forget(mine)
 
-    def _statements(self, rows: list[Row]) -> list[tuple[Any, Any, bool]]:
-        """``(statement, parameters, is driver SQL)`` to run, in order, for one flush."""
+    def _statements(self, rows: list[Row], options: Mapping[str, Any]) -> list[tuple[Any, Any, bool]]:
+        """``(statement, parameters, is driver SQL)`` to run, in order, for one flush on a connection
+        with execution ``options``."""
         table = self._table
         dialect = self._session.get_bind().dialect
         statements: list[tuple[Any, Any, bool]] = []
@@ -291,8 +292,17 @@ class OutboxScope(BaseOutboxScope):
             if dialect.name == "postgresql":
                 statements.append((text("SELECT pg_notify(:channel, '')"), {"channel": table.name}, False))
             return statements
-        quote = dialect.identifier_preparer.quote
-        name, columns = dialect.identifier_preparer.format_table(table), [quote(c) for c in COLUMNS]
+        preparer = dialect.identifier_preparer
+        columns = [preparer.quote(c) for c in COLUMNS]
+        # The table as an execution would name it: through the connection's schema_translate_map
+        # (a schema per tenant), which driver SQL does not go through.
+        schema = table.schema
+        translate = options.get("schema_translate_map")
+        if translate and schema in translate:
+            schema = translate[schema]
+        name = preparer.quote(table.name)
+        if schema:
+            name = f"{preparer.quote_schema(schema)}.{name}"
         to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
         if to_db is not None:
             created = to_db(created)
@@ -309,9 +319,10 @@ class OutboxScope(BaseOutboxScope):
     def _insert(self, rows: list[Row]) -> None:
         # Also called from before_commit, which an AsyncSession runs inside its own greenlet.
         session = self._session
-        for statement, params, driver_sql in self._statements(rows):
+        connection = session.connection()
+        for statement, params, driver_sql in self._statements(rows, connection.get_execution_options()):
             if driver_sql:
-                session.connection().exec_driver_sql(statement, params)
+                connection.exec_driver_sql(statement, params)
             else:
                 session.execute(statement, params)
 
@@ -320,9 +331,11 @@ class OutboxScope(BaseOutboxScope):
         if session is None:
             self._insert(rows)
             return
-        for statement, params, driver_sql in self._statements(rows):
+        connection = await session.connection()
+        sync = connection.sync_connection  # (an AsyncConnection has no get_execution_options)
+        options = sync.get_execution_options() if sync is not None else {}
+        for statement, params, driver_sql in self._statements(rows, options):
             if driver_sql:
-                connection = await session.connection()
                 await connection.exec_driver_sql(statement, params)
             else:
                 await session.execute(statement, params)

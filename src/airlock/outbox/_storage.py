@@ -18,6 +18,7 @@ with requires("sqlalchemy"):
         MetaData,
         Table,
         and_,
+        bindparam,
         create_engine,
         delete,
         exists,
@@ -27,6 +28,7 @@ with requires("sqlalchemy"):
         update,
     )
     from sqlalchemy.engine import make_url
+    from sqlalchemy.sql.expression import ClauseElement
 
 from ._model import DEAD, DONE, INFLIGHT, PENDING, ClaimedRow, Failure, OutboxStatus, utcnow
 from ._sql import postgres_relay_settings
@@ -104,6 +106,47 @@ def engine_from_url(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
+class _Compiled:
+    """A statement compiled once for an engine, then run as driver SQL with new values each time.
+
+    For the relay's statements on PostgreSQL, run once per batch: building
+    the statement, looking up its compiled form and processing its typed
+    result took about a third of the relay's CPU time per row (in an A/B on
+    10,000 rows, 22-28 against 16-20 µs). What changes from one batch to the
+    next is a named bind parameter; the values are datetimes, strings and
+    integers, which every driver adapts as they are.
+    """
+
+    __slots__ = ("sql", "_fixed", "_order")
+
+    def __init__(self, statement: ClauseElement, engine: Engine) -> None:
+        # render_postcompile: IN lists of constants are written out, so the text never changes;
+        # an engine's schema_translate_map is applied here, as an execution would.
+        translate = engine.get_execution_options().get("schema_translate_map")
+        compiled: Any = statement.compile(  # an SQLCompiler: positional, positiontup
+            dialect=engine.dialect,
+            compile_kwargs={"render_postcompile": True},
+            **({"schema_translate_map": translate, "render_schema_translate": True} if translate else {}),
+        )
+        self.sql = compiled.string
+        self._fixed = dict(compiled.params)  # every parameter, at its compile-time value
+        self._order = tuple(compiled.positiontup or ()) if compiled.positional else None
+
+    def params(self, **values: Any) -> Any:
+        """Every parameter of the statement, ``values`` for the named ones, in the driver's paramstyle."""
+        params = self._fixed.copy()
+        for name, value in values.items():
+            if name not in params:
+                raise KeyError(f"the statement has no parameter {name!r}")
+            params[name] = value
+        return params if self._order is None else tuple(params[name] for name in self._order)
+
+
+def _value(name: str, column: Any) -> Any:
+    """A named bind parameter of ``column``'s type, given a value at each execution."""
+    return bindparam(name, None, type_=column.type, required=False)
+
+
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -119,6 +162,8 @@ class SQLAlchemyStorage:
         self.table = table
         self.dialect = engine.dialect.name
         self._listener: Any = None
+        self._postgres_claim: _Compiled | None = None  # compiled at the first claim
+        self._postgres_done: _Compiled | None = None  # compiled at the first finish
 
     @classmethod
     def from_url(cls, url: str, table: str | None = None) -> SQLAlchemyStorage:
@@ -168,6 +213,30 @@ class SQLAlchemyStorage:
             t.c.ordering_key, t.c.origin, t.c.attempts, t.c.context,
         ]  # fmt: skip
 
+    def _compile_postgres_claim(self) -> _Compiled:
+        """One statement: lock the candidates (skipping rows another relay holds), claim them and
+        return them (the uncorrelated subquery runs once)."""
+        t = self.table
+        candidates = (
+            select(t.c.seq)
+            .where(self._claimable(_value("airlock_now", t.c.lease_until)))
+            .order_by(t.c.seq)
+            .limit(bindparam("airlock_limit", 1, required=False))
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(t)
+            .where(t.c.seq.in_(candidates.scalar_subquery()))
+            .values(
+                state=INFLIGHT,
+                claim_token=_value("airlock_token", t.c.claim_token),
+                lease_until=_value("airlock_lease_until", t.c.lease_until),
+                attempts=t.c.attempts + 1,
+            )
+            .returning(*self._claimed_columns())
+        )
+        return _Compiled(claim, self.engine)
+
     def claim(self, limit: int, lease: float) -> tuple[str, list[ClaimedRow]]:
         t = self.table
         token = str(uuid.uuid4())
@@ -178,16 +247,22 @@ class SQLAlchemyStorage:
             "lease_until": now + dt.timedelta(seconds=lease),
             "attempts": t.c.attempts + 1,
         }
+        if self.dialect == "postgresql":
+            claim = self._postgres_claim
+            if claim is None:
+                claim = self._postgres_claim = self._compile_postgres_claim()
+            params = claim.params(
+                airlock_now=now,
+                airlock_token=token,
+                airlock_lease_until=claimed["lease_until"],
+                airlock_limit=limit,
+            )
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(postgres_relay_settings(claiming=True))
+                found = conn.exec_driver_sql(claim.sql, params).all()
+            return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
         candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(postgres_relay_settings(claiming=True))
-                # One statement: lock the candidates (skipping rows another relay holds), claim
-                # them and return them (the uncorrelated subquery runs once).
-                locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
-                claim = update(t).where(t.c.seq.in_(locked)).values(**claimed)
-                found = conn.execute(claim.returning(*self._claimed_columns())).all()
-                return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
             if self.dialect in _SKIP_LOCKED:
                 # Lock the candidates, skipping rows another relay holds; then claim exactly those.
                 seqs = list(conn.scalars(candidates.with_for_update(skip_locked=True)))
@@ -213,7 +288,23 @@ class SQLAlchemyStorage:
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.exec_driver_sql(postgres_relay_settings())
-            if done:
+            if done and not others and self.dialect == "postgresql":
+                # The usual batch: all of it went out. Marked by its token (indexed), not by 200 ids.
+                finish = self._postgres_done
+                if finish is None:
+                    finish = self._postgres_done = _Compiled(
+                        update(t)
+                        .where(t.c.claim_token == _value("airlock_token", t.c.claim_token))
+                        .values(
+                            state=DONE,
+                            done_at=_value("airlock_now", t.c.done_at),
+                            lease_until=None,
+                            claim_token=None,
+                        ),
+                        self.engine,
+                    )
+                conn.exec_driver_sql(finish.sql, finish.params(airlock_token=token, airlock_now=now))
+            elif done:
                 # Usually the whole claim succeeded: mark it by its token (indexed), not by 200 ids.
                 rows = held if not others else and_(held, t.c.id.not_in(others))
                 if len(others) > _CHUNK:  # pragma: no cover - a huge batch mostly failing
