@@ -206,6 +206,21 @@ def test_rows_keep_enqueue_order_and_every_value(storage: SQLAlchemyStorage) -> 
     assert len({r["created_at"] for r in stored}) == 1 and stored[0]["created_at"] is not None
 
 
+def test_a_session_that_binds_tables_to_engines_stores_in_the_outbox_tables_engine(
+    storage: SQLAlchemyStorage, orders: Table
+) -> None:
+    # No default bind: each table names its engine (binds=...), as in a session over several
+    # databases. The rows (and the ordering-key lock) go through the outbox table's own bind.
+    binds = {orders: storage.engine, storage.table: storage.engine}  # the key table goes with it
+    with Session(binds=binds) as session, session.begin():
+        session.execute(insert(orders).values(id=1, label="order"))
+        with outbox(session, storage):
+            airlock.enqueue(record, 1, _dispatch_options={ORDERING_KEY_OPTION: "k"})
+            airlock.enqueue(record, 2)
+    assert [(json.loads(r["args"]), r["ordering_key"]) for r in rows(storage)] == [([1], "k"), ([2], None)]
+    assert count(storage, orders) == 1
+
+
 def test_postgres_notify_is_delivered_at_commit(pg_storage: SQLAlchemyStorage) -> None:
     storage = pg_storage
     assert storage.wait(0.01) is False  # LISTEN is now in place

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..integrations._extras import requires
 
 with requires("sqlalchemy"):
-    from sqlalchemy import Table, event, insert, text
+    from sqlalchemy import Connection, Table, event, insert, text
     from sqlalchemy.dialects import mysql, postgresql, sqlite
     from sqlalchemy.orm import Session, SessionTransaction
 
@@ -273,11 +273,10 @@ class OutboxScope(BaseOutboxScope):
                 captured.pop(key, None)
         self._forget(mine)
 
-    def _statements(self, rows: list[Row], options: Mapping[str, Any]) -> list[tuple[Any, Any, bool]]:
-        """``(statement, parameters, is driver SQL)`` to run, in order, for one flush on a connection
-        with execution ``options``."""
+    def _statements(self, rows: list[Row], connection: Connection) -> list[tuple[Any, Any, bool]]:
+        """``(statement, parameters, is driver SQL)`` to run, in order, for one flush on ``connection``."""
         table = self._table
-        dialect = self._session.get_bind().dialect
+        dialect = connection.dialect
         statements: list[tuple[Any, Any, bool]] = []
         keys = ordering_keys(rows)
         if keys:
@@ -297,7 +296,7 @@ class OutboxScope(BaseOutboxScope):
         # The table as an execution would name it: through the connection's schema_translate_map
         # (a schema per tenant), which driver SQL does not go through.
         schema = table.schema
-        translate = options.get("schema_translate_map")
+        translate = connection.get_execution_options().get("schema_translate_map")
         if translate and schema in translate:
             schema = translate[schema]
         name = preparer.quote(table.name)
@@ -318,27 +317,29 @@ class OutboxScope(BaseOutboxScope):
 
     def _insert(self, rows: list[Row]) -> None:
         # Also called from before_commit, which an AsyncSession runs inside its own greenlet.
-        session = self._session
-        connection = session.connection()
-        for statement, params, driver_sql in self._statements(rows, connection.get_execution_options()):
+        # The connection of the outbox table's bind: a session may bind tables to engines
+        # (binds=...) and have no default one. The key locks live next to the table.
+        connection = self._session.connection(bind_arguments={"clause": self._table})
+        for statement, params, driver_sql in self._statements(rows, connection):
             if driver_sql:
                 connection.exec_driver_sql(statement, params)
             else:
-                session.execute(statement, params)
+                connection.execute(statement, params)
 
     async def _ainsert(self, rows: list[Row]) -> None:
         session = self._async_session
         if session is None:
             self._insert(rows)
             return
-        connection = await session.connection()
-        sync = connection.sync_connection  # (an AsyncConnection has no get_execution_options)
-        options = sync.get_execution_options() if sync is not None else {}
-        for statement, params, driver_sql in self._statements(rows, options):
+        connection = await session.connection(bind_arguments={"clause": self._table})
+        sync = connection.sync_connection
+        if sync is None:  # pragma: no cover - an AsyncConnection a session hands out is started
+            raise UsageError("the AsyncSession gave the outbox a connection that is not started")
+        for statement, params, driver_sql in self._statements(rows, sync):
             if driver_sql:
                 await connection.exec_driver_sql(statement, params)
             else:
-                await session.execute(statement, params)
+                await connection.execute(statement, params)
 
     def _dispatch_all(self, intents: list[Intent]) -> None:
         if self._async_session is not None:
