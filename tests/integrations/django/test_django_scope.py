@@ -120,6 +120,22 @@ def test_nested_savepoint_rollback_drops_only_that_savepoints_intents(ran: list[
     assert not Order.objects.filter(label="sp2").exists()
 
 
+def test_a_low_level_savepoint_rollback_is_as_invisible_as_it_is_to_on_commit(
+    ran: list[tuple[str, bool]],
+) -> None:
+    # Documented limit (docs/integrations/django.md, Failures and edge cases): Django does not
+    # record a savepoint made with transaction.savepoint() as a level, so its on_commit keeps the
+    # callbacks registered after it when it rolls back, and airlock keeps the intents alike.
+    by_hand: list[str] = []
+    with transaction.atomic():
+        sid = transaction.savepoint()
+        with airlock.scope():
+            airlock.enqueue(record, "after-low-level-savepoint")
+        transaction.on_commit(lambda: by_hand.append("after-low-level-savepoint"))
+        transaction.savepoint_rollback(sid)
+    assert labels() == by_hand == ["after-low-level-savepoint"]
+
+
 def test_scope_inside_the_transaction_drops_a_rolled_back_savepoint_and_waits_for_commit(
     ran: list[tuple[str, bool]],
 ) -> None:
