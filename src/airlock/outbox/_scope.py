@@ -295,10 +295,7 @@ class OutboxScope(BaseOutboxScope):
         columns = [preparer.quote(c) for c in COLUMNS]
         # The table as an execution would name it: through the connection's schema_translate_map
         # (a schema per tenant), which driver SQL does not go through.
-        schema = table.schema
-        translate = connection.get_execution_options().get("schema_translate_map")
-        if translate and schema in translate:
-            schema = translate[schema]
+        schema = connection.schema_for_object(table)
         name = preparer.quote(table.name)
         if schema:
             name = f"{preparer.quote_schema(schema)}.{name}"

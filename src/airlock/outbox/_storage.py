@@ -237,30 +237,40 @@ class SQLAlchemyStorage:
         )
         return _Compiled(claim, self.engine)
 
+    def _compile_postgres_done(self) -> _Compiled:
+        """The record of a batch that all went out: its rows, found by their claim token, are done."""
+        t = self.table
+        done = (
+            update(t)
+            .where(t.c.claim_token == _value("airlock_token", t.c.claim_token))
+            .values(
+                state=DONE, done_at=_value("airlock_now", t.c.done_at), lease_until=None, claim_token=None
+            )
+        )
+        return _Compiled(done, self.engine)
+
     def claim(self, limit: int, lease: float) -> tuple[str, list[ClaimedRow]]:
         t = self.table
         token = str(uuid.uuid4())
         now = utcnow()
-        claimed = {
-            "state": INFLIGHT,
-            "claim_token": token,
-            "lease_until": now + dt.timedelta(seconds=lease),
-            "attempts": t.c.attempts + 1,
-        }
+        lease_until = now + dt.timedelta(seconds=lease)
         if self.dialect == "postgresql":
             claim = self._postgres_claim
             if claim is None:
                 claim = self._postgres_claim = self._compile_postgres_claim()
             params = claim.params(
-                airlock_now=now,
-                airlock_token=token,
-                airlock_lease_until=claimed["lease_until"],
-                airlock_limit=limit,
+                airlock_now=now, airlock_token=token, airlock_lease_until=lease_until, airlock_limit=limit
             )
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(postgres_relay_settings(claiming=True))
                 found = conn.exec_driver_sql(claim.sql, params).all()
             return token, sorted((ClaimedRow._make(row) for row in found), key=lambda r: r.seq)
+        claimed = {
+            "state": INFLIGHT,
+            "claim_token": token,
+            "lease_until": lease_until,
+            "attempts": t.c.attempts + 1,
+        }
         candidates = select(t.c.seq).where(self._claimable(now)).order_by(t.c.seq).limit(limit)
         with self.engine.begin() as conn:
             if self.dialect in _SKIP_LOCKED:
@@ -292,17 +302,7 @@ class SQLAlchemyStorage:
                 # The usual batch: all of it went out. Marked by its token (indexed), not by 200 ids.
                 finish = self._postgres_done
                 if finish is None:
-                    finish = self._postgres_done = _Compiled(
-                        update(t)
-                        .where(t.c.claim_token == _value("airlock_token", t.c.claim_token))
-                        .values(
-                            state=DONE,
-                            done_at=_value("airlock_now", t.c.done_at),
-                            lease_until=None,
-                            claim_token=None,
-                        ),
-                        self.engine,
-                    )
+                    finish = self._postgres_done = self._compile_postgres_done()
                 conn.exec_driver_sql(finish.sql, finish.params(airlock_token=token, airlock_now=now))
             elif done:
                 # Usually the whole claim succeeded: mark it by its token (indexed), not by 200 ids.
